@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class DevserverConfig(AppConfig):
+    """The ``devserver`` app: add it to INSTALLED_APPS to get ``manage.py runcherrypy``."""
+
+    name = "devserver"
+    verbose_name = "runcherrypy"
