@@ -1,0 +1,26 @@
+import pytest
+
+from .process import Runcherrypy
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``runcherrypy`` on the sample project, on a free loopback port, shared by a module's tests."""
+    running = Runcherrypy(tmp_path_factory.mktemp("server"), "127.0.0.1:0", "--noreload")
+    yield running
+    assert running.stop() == 0, running.output
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Start a ``runcherrypy`` of the test's own (for tests that stop it or change its options)."""
+    started = []
+
+    def start(*args, **env):
+        running = Runcherrypy(tmp_path, *args, **env)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()

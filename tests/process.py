@@ -1,0 +1,109 @@
+"""``manage.py runcherrypy`` started as a subprocess, the way a user starts it."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BANNER = re.compile(r"Starting cheroot server at (?P<url>https?://\S+/)")
+
+
+def manage_env(tmp_path, **extra):
+    """The environment for a manage.py subprocess: its own database in ``tmp_path``, unbuffered output."""
+    env = dict(os.environ)
+    env.update(DJANGO_DATABASE=str(tmp_path / "db.sqlite3"), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def manage(tmp_path, *args, timeout=60, **env):
+    """Run ``manage.py *args`` to completion and return the ``CompletedProcess`` (text output)."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=manage_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class Runcherrypy:
+    """A running ``manage.py runcherrypy``; ``url`` is read from its banner, its output is kept in ``lines``."""
+
+    def __init__(self, tmp_path, *args, start_timeout=30, **env):
+        self.lines = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runcherrypy", *args],
+            cwd=ROOT,
+            env=manage_env(tmp_path, **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        # Drain the pipe all along: a full pipe would block the server's access log.
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        match = self.wait_for(BANNER, start_timeout)
+        if match is None:
+            self.stop()
+            raise RuntimeError("runcherrypy did not start:\n" + self.output)
+        self.url = match["url"]
+        self.port = int(self.url.rsplit(":", 1)[1].rstrip("/"))
+
+    def _read(self):
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self):
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern, timeout=10):
+        """Wait until an output line matches ``pattern`` (a compiled regex or a substring); return the match or
+        ``None`` when the time runs out or the process ends."""
+        deadline = time.monotonic() + timeout
+        if isinstance(pattern, str):
+            pattern = re.compile(re.escape(pattern))
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    match = pattern.search(line)
+                    if match:
+                        return match
+                seen = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
+                    return None
+                self._changed.wait(min(remaining, 0.5))
+
+    def signal(self, signum=signal.SIGTERM):
+        self.process.send_signal(signum)
+
+    def stop(self, timeout=15):
+        """SIGTERM, then wait; return the exit status (a process that will not stop is killed, status ``None``)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            status = None
+        self._reader.join(5)
+        self.process.stdout.close()
+        return status

@@ -1,0 +1,201 @@
+"""runcherrypy over real HTTP on loopback: the sample page, its tiles, static files, validators, safety,
+concurrency and a graceful stop."""
+
+import http.client
+import re
+import socket
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from cherrytest.app.tiles import grid
+
+from .process import ROOT
+
+
+def fetch(server, path, method="GET", headers=None, body=None):
+    """One request on its own connection; returns ``(status, headers, body)``."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=15)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def png_size(data):
+    """``(width, height)`` from a PNG's IHDR chunk."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def tile_sources(page):
+    return re.findall(r'<img src="([^"]+)" width="(\d+)" height="(\d+)"', page)
+
+
+def test_the_page_lists_36_tiles(server):
+    status, headers, body = fetch(server, "/")
+    assert status == 200
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    sources = tile_sources(body.decode())
+    assert len(sources) == 36
+    assert all(src.startswith("/media/app/tiles/") for src, _, _ in sources)
+
+
+def test_all_36_tiles_load_at_once_with_their_sizes(server):
+    _, _, body = fetch(server, "/")
+    sources = tile_sources(body.decode())
+    expected = [(tile.width, tile.height) for row in grid() for tile in row]
+    assert [(int(w), int(h)) for _, w, h in sources] == expected
+
+    # As a browser does: every tile requested at once.
+    with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+        responses = list(pool.map(lambda source: fetch(server, source[0]), sources))
+    for (src, width, height), (status, headers, data) in zip(sources, responses):
+        assert status == 200, src
+        assert headers["Content-Type"] == "image/png"
+        assert int(headers["Content-Length"]) == len(data)
+        assert png_size(data) == (int(width), int(height)), src
+    assert {png_size(data)[0] for _, _, data in responses} == {100, 70}
+    assert {png_size(data)[1] for _, _, data in responses} == {100, 62}
+
+
+def test_each_response_is_in_the_access_log(server):
+    status, _, body = fetch(server, "/media/app/tiles/r2-c3.png")
+    assert status == 200
+    assert server.wait_for(f'"GET /media/app/tiles/r2-c3.png HTTP/1.1" 200 {len(body)}')
+
+
+def test_the_admin_is_styled(server):
+    status, _, body = fetch(server, "/admin/login/")
+    assert status == 200
+    stylesheets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', body.decode())
+    assert "/static/admin/css/base.css" in stylesheets
+    for href in stylesheets:
+        status, headers, css = fetch(server, href)
+        assert status == 200, href
+        assert headers["Content-Type"] == "text/css; charset=utf-8"
+        assert len(css) == int(headers["Content-Length"]) > 0
+
+
+@pytest.mark.parametrize("path", ["/media/app/tiles/r0-c0.png", "/static/admin/css/base.css"])
+def test_a_repeated_request_gets_304_by_etag_and_by_date(server, path):
+    status, headers, _ = fetch(server, path)
+    assert status == 200
+    etag, last_modified = headers["ETag"], headers["Last-Modified"]
+
+    status, headers, body = fetch(server, path, headers={"If-None-Match": etag})
+    assert (status, body) == (304, b"")
+    assert headers["ETag"] == etag
+
+    status, headers, body = fetch(server, path, headers={"If-Modified-Since": last_modified})
+    assert (status, body) == (304, b"")
+    assert headers["Last-Modified"] == last_modified
+
+    assert fetch(server, path, headers={"If-None-Match": '"other"'})[0] == 200
+
+
+def test_head_has_the_headers_and_no_body(server):
+    _, get_headers, get_body = fetch(server, "/media/app/picture.png")
+    status, headers, body = fetch(server, "/media/app/picture.png", method="HEAD")
+    assert status == 200
+    assert body == b""
+    assert headers["Content-Length"] == str(len(get_body))
+    for name in ("Content-Type", "ETag", "Last-Modified"):
+        assert headers[name] == get_headers[name]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_other_methods_get_405(server, method):
+    status, headers, _ = fetch(server, "/media/app/picture.png", method=method, body=b"x")
+    assert status == 405
+    assert headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/media/../manage.py",
+        "/media/app/../../manage.py",
+        "/media/app/../../cherrytest/settings.py",
+        "/media/%2e%2e/manage.py",
+        "/media/%2E%2E/%2E%2E/etc/passwd",
+        "/media/..%2fmanage.py",
+        "/media/app/..%2f..%2fmanage.py",
+        "/media/%2fetc%2fpasswd",
+        "/media//etc/passwd",
+        "/media/app/tiles/r0-c0.png%00.txt",
+        "/media/%00",
+        "/media/..",
+        "/media/app",
+        "/media/app/",
+        "/static/../cherrytest/settings.py",
+        "/static/%2e%2e/cherrytest/settings.py",
+        "/static/admin/../../../../../../etc/passwd",
+        "/static/admin/css/",
+    ],
+)
+def test_traversal_and_directories_get_404_without_paths(server, path):
+    status, headers, body = fetch(server, path)
+    assert status == 404
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    text = body.decode("utf-8", "replace")
+    assert str(ROOT) not in text
+    assert "Traceback" not in text
+    assert "SECRET_KEY" not in text and "root:" not in text
+
+
+def test_a_percent_encoded_name_is_decoded(server):
+    status, _, body = fetch(server, "/media/app/tiles/r0%2Dc0.png")  # %2D is "-"
+    assert status == 200
+    assert png_size(body) == (100, 100)
+
+
+def test_concurrent_slow_requests_overlap(server):
+    count, seconds = 20, 0.5
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(lambda _: fetch(server, f"/sleep/?seconds={seconds}"), range(count)))
+    elapsed = time.monotonic() - started
+    assert [status for status, _, _ in results] == [200] * count
+    # A server that serialises requests needs count * seconds = 10 s; 10 threads need about 1 s.
+    assert elapsed < count * seconds / 2, f"{count} requests of {seconds} s took {elapsed:.1f} s"
+
+
+def refuses_connections(server, timeout=2.0):
+    """Whether new connections are refused within ``timeout`` seconds (the listening socket is closed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_lets_the_request_in_flight_finish(start_server):
+    server = start_server("127.0.0.1:0", "--noreload")
+    result = {}
+
+    def slow_request():
+        result["response"] = fetch(server, "/sleep/?seconds=1.5")
+
+    client = threading.Thread(target=slow_request)
+    client.start()
+    assert server.wait_for('"GET /sleep/', timeout=0.5) is None  # not logged yet: still in flight
+    stop_started = time.monotonic()
+    server.signal()
+    assert server.wait_for("Stopping")
+    assert refuses_connections(server)
+    client.join(10)
+    status, _, body = result["response"]
+    assert status == 200
+    assert b'"slept": 1.5' in body
+    assert server.process.wait(10) == 0
+    assert time.monotonic() - stop_started < 5
+    assert "Server stopped." in server.output
