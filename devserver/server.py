@@ -1,24 +1,39 @@
-"""The cheroot side of ``runcherrypy``: the WSGI application tree, the server, and a graceful stop on signals.
+"""The cheroot side of ``runcherrypy``: the WSGI application tree, the server, its pool, and a graceful stop.
 
 Nothing here reads Django settings; ``devserver.mounts`` decides what is mounted and the command wires it up.
 """
 
 import logging
 import signal
+import socket
 import threading
 import time
 
+from cheroot import server as cheroot_server
 from cheroot import wsgi
 
-__all__ = ["Gateway", "Server", "build_application", "serve_until_signalled"]
+__all__ = [
+    "Gateway",
+    "PoolSizer",
+    "Server",
+    "StopSignals",
+    "build_application",
+    "serve_in_thread",
+    "stop_gracefully",
+]
 
 access_logger = logging.getLogger("django.server")
-"""One line per request, in runserver's format and through runserver's logger, so LOGGING settings apply."""
+"""One line per request, in runserver's format and through runserver's logger, so LOGGING settings apply.
+The pool's "all workers busy" warning goes here too, beside the requests it delays."""
 
 server_logger = logging.getLogger("devserver.server")
 """cheroot's own messages (``HTTPServer.error_log``)."""
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+REPEAT_SIGNAL_WINDOW = 0.5
+"""Seconds within which a repeated stop signal counts as the same one: ``timeout``, shells and process
+supervisors may deliver one signal to both the process and its group, which must not read as "give up"."""
 
 
 def build_application(django_app, mounts):
@@ -89,17 +104,108 @@ class Gateway(wsgi.Gateway_10):
         )
 
 
-class Server(wsgi.Server):
-    """``cheroot.wsgi.Server`` with the ``Gateway`` above, its messages sent to ``logging``, and the error that
-    made binding fail kept in ``bind_error`` (cheroot folds it into a message string).
-
-    Arguments are ``cheroot.wsgi.Server``'s.
+class DropUnderscoreHeaderReader(cheroot_server.HeaderReader):
+    """Drop request headers whose name contains ``_``, as runserver, nginx and Apache do: in the WSGI environ
+    ``X_Forwarded_Proto`` and ``X-Forwarded-Proto`` would both become ``HTTP_X_FORWARDED_PROTO``, so one could
+    pose as the other. (cheroot's own ``DropUnderscoreHeaderReader`` compares ``str`` with ``bytes`` and raises
+    ``TypeError`` on every request in 11.1.)
     """
 
-    def __init__(self, bind_addr, wsgi_app, **kwargs):
-        super().__init__(bind_addr, wsgi_app, **kwargs)
+    def _allow_header(self, key_name):
+        return b"_" not in key_name
+
+
+class Request(cheroot_server.HTTPRequest):
+    header_reader = DropUnderscoreHeaderReader()
+
+
+class Connection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = Request
+
+
+class PoolSizer(threading.Thread):
+    """Grows and shrinks a cheroot ``ThreadPool``, which never resizes itself.
+
+    Every ``interval`` seconds: when requests are queued and no worker is idle, add as many workers as are
+    queued, up to the pool's ``max``; at ``max`` with requests waiting, log a warning (once, then every
+    ``warn_every`` seconds while it lasts). Workers above the pool's ``min`` that have been idle for
+    ``idle_timeout`` seconds are retired.
+    """
+
+    def __init__(self, pool, *, interval=0.02, idle_timeout=10.0, warn_every=5.0):
+        super().__init__(name="cheroot-pool-sizer", daemon=True)
+        self.pool = pool
+        self.interval = interval
+        self.idle_timeout = idle_timeout
+        self.warn_every = warn_every
+        self._stop_event = threading.Event()
+
+    def stop(self):
+        self._stop_event.set()
+        if self.is_alive():
+            self.join()
+
+    @property
+    def size(self):
+        return len(self.pool._threads)  # cheroot has no public count of its workers
+
+    def run(self):
+        surplus_since = None
+        warned_at = None
+        while not self._stop_event.wait(self.interval):
+            pool = self.pool
+            waiting, idle, size = pool.qsize, pool.idle, self.size
+            if waiting and not idle:
+                if size < pool.max:
+                    pool.grow(min(waiting, pool.max - size))
+                elif warned_at is None or time.monotonic() - warned_at >= self.warn_every:
+                    warned_at = time.monotonic()
+                    access_logger.warning(
+                        "All %d worker threads are busy and %d requests are waiting (raise --max-threads to "
+                        "serve more at once).",
+                        size,
+                        waiting,
+                    )
+                surplus_since = None
+                continue
+            if not waiting:
+                warned_at = None
+            if idle and size > pool.min:
+                now = time.monotonic()
+                if surplus_since is None:
+                    surplus_since = now
+                elif now - surplus_since >= self.idle_timeout:
+                    pool.shrink(min(idle, size - pool.min))
+                    surplus_since = None
+            else:
+                surplus_since = None
+
+
+class Server(wsgi.Server):
+    """``cheroot.wsgi.Server`` as runcherrypy runs it.
+
+    Arguments are ``cheroot.wsgi.Server``'s, with other defaults: ``max`` (the most worker threads) 100, or
+    ``numthreads`` if that is more; ``request_queue_size`` (the listen backlog) ``socket.SOMAXCONN``, so that a
+    burst of connections is not refused while the pool grows. What it adds:
+
+    - a pool that grows from ``numthreads`` toward ``max`` while requests wait (``PoolSizer``);
+    - request headers with ``_`` in their name dropped (``DropUnderscoreHeaderReader``);
+    - the ``Gateway`` above: an access log line per response, ``close()`` always called;
+    - cheroot's messages sent to the ``devserver.server`` logger;
+    - the error that made binding fail kept in ``bind_error`` (cheroot folds it into a message string).
+    """
+
+    ConnectionClass = Connection
+
+    def __init__(self, bind_addr, wsgi_app, *, numthreads=10, max=None, request_queue_size=socket.SOMAXCONN, **kwargs):
+        if max is None:
+            max = numthreads if numthreads > 100 else 100
+        super().__init__(
+            bind_addr, wsgi_app, numthreads=numthreads, max=max, request_queue_size=request_queue_size, **kwargs
+        )
         self.gateway = Gateway
         self.bind_error = None
+        self.pool_sizer = None
 
     def bind(self, family, type, proto=0):
         try:
@@ -108,70 +214,96 @@ class Server(wsgi.Server):
             self.bind_error = error
             raise
 
+    def prepare(self):
+        super().prepare()
+        if self.requests.max > self.requests.min:
+            self.pool_sizer = PoolSizer(self.requests)
+            self.pool_sizer.start()
+
+    def stop(self):
+        # The sizer must not grow the pool while cheroot takes it down.
+        if self.pool_sizer is not None:
+            self.pool_sizer.stop()
+        super().stop()
+
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         server_logger.log(level, "%s", msg, exc_info=traceback)
 
 
-REPEAT_SIGNAL_WINDOW = 0.5
-"""Seconds within which a repeated stop signal counts as the same one: ``timeout``, shells and process
-supervisors may deliver one signal to both the process and its group, which must not read as "give up"."""
+def serve_in_thread(server, on_exit=None):
+    """Run ``server.serve()`` (after ``prepare()``) in a daemon thread and return the thread.
 
-
-def serve_until_signalled(server, *, grace=2.0, on_stopping=None):
-    """Serve on a prepared ``server`` until SIGINT or SIGTERM, then stop it gracefully.
-
-    Graceful: no new connections, idle keep-alive connections closed, requests in flight finish. cheroot's
-    ``stop()`` waits ``shutdown_timeout`` seconds for them, then shuts their sockets for reading and joins without
-    a bound; this waits at most ``grace`` seconds more. A second signal gives up at once.
-
-    Calling ``stop()`` from a signal handler while ``serve()`` runs on the main thread deadlocks, so ``serve()``
-    runs in a thread and the handler only sets an event that the main thread waits on. Must be called from the
-    main thread (``signal.signal`` requires it). ``on_stopping(signum)`` is called when the first signal arrives.
-
-    Returns ``True`` when every request finished, ``False`` when time ran out or a second signal came (threads are
-    still running then: the caller should end the process with ``os._exit``). Re-raises what ``serve()`` raised.
+    ``on_exit(error)`` is called when ``serve()`` returns (``error`` is ``None``) or raises.
     """
-    stopping = threading.Event()  # a signal came, or serve() ended by itself
-    stopped = threading.Event()  # server.stop() returned: every worker has finished
-    done_waiting = threading.Event()  # stop() returned or a second signal came
-    failure = []
-    first_signal = []
-
-    def on_signal(signum, frame):
-        now = time.monotonic()
-        if first_signal:
-            if now - first_signal[0] > REPEAT_SIGNAL_WINDOW:
-                done_waiting.set()
-            return
-        first_signal.append(now)
-        stopping.set()
-        if on_stopping is not None:
-            on_stopping(signum)
 
     def serve():
+        error = None
         try:
             server.serve()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            failure.append(exc)
+        except BaseException as exc:  # noqa: BLE001 - handed to on_exit
+            error = exc
         finally:
-            stopping.set()
+            if on_exit is not None:
+                on_exit(error)
+
+    thread = threading.Thread(target=serve, name="cheroot-serve", daemon=True)
+    thread.start()
+    return thread
+
+
+class StopSignals:
+    """SIGINT and SIGTERM handled by setting events, for as long as the ``with`` block lasts.
+
+    ``requested`` is set by the first signal; ``give_up`` by a later one sent more than
+    ``REPEAT_SIGNAL_WINDOW`` seconds after it (Ctrl-C pressed again). Calling ``stop()`` from a signal handler
+    while ``serve()`` runs on the main thread deadlocks, so handlers only set events and the main thread acts.
+    Must be entered on the main thread (``signal.signal`` requires it). ``on_first(signum)`` is called when the
+    first signal arrives.
+    """
+
+    def __init__(self, on_first=None):
+        self.requested = threading.Event()
+        self.give_up = threading.Event()
+        self.on_first = on_first
+        self._first_at = None
+        self._previous = {}
+
+    def handle(self, signum, frame):
+        now = time.monotonic()
+        if self._first_at is None:
+            self._first_at = now
+            self.requested.set()
+            if self.on_first is not None:
+                self.on_first(signum)
+        elif now - self._first_at > REPEAT_SIGNAL_WINDOW:
+            self.give_up.set()
+
+    def __enter__(self):
+        self._previous = {signum: signal.signal(signum, self.handle) for signum in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def stop_gracefully(server, *, grace=2.0, give_up=None):
+    """Stop ``server``: no new connections, idle keep-alive connections closed, requests in flight finish.
+
+    cheroot's ``stop()`` waits ``shutdown_timeout`` seconds for them, then shuts their sockets for reading and
+    joins without a bound; this waits at most ``grace`` seconds more, or until the ``give_up`` event is set.
+    Returns ``True`` when every worker finished, ``False`` otherwise (threads still run: the caller should end
+    the process with ``os._exit``).
+    """
+    stopped = threading.Event()
 
     def stop():
-        try:
-            server.stop()
-            stopped.set()
-        finally:
-            done_waiting.set()
+        server.stop()
+        stopped.set()
 
-    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
-    try:
-        threading.Thread(target=serve, name="cheroot-serve", daemon=True).start()
-        stopping.wait()
-        threading.Thread(target=stop, name="cheroot-stop", daemon=True).start()
-        done_waiting.wait(server.shutdown_timeout + grace)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if failure:
-        raise failure[0]
-    return stopped.is_set()
+    threading.Thread(target=stop, name="cheroot-stop", daemon=True).start()
+    deadline = time.monotonic() + server.shutdown_timeout + grace
+    while not stopped.wait(0.05):
+        if time.monotonic() >= deadline or (give_up is not None and give_up.is_set()):
+            return False
+    return True

@@ -2,7 +2,7 @@
 
 import os
 import re
-import signal
+import signal as signals
 import subprocess
 import sys
 import threading
@@ -37,12 +37,13 @@ def manage(tmp_path, *args, timeout=60, **env):
 class Runcherrypy:
     """A running ``manage.py runcherrypy``; ``url`` is read from its banner, its output is kept in ``lines``."""
 
-    def __init__(self, tmp_path, *args, start_timeout=30, **env):
+    def __init__(self, tmp_path, *args, start_timeout=30, cwd=ROOT, **env):
         self.lines = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "runcherrypy", *args],
-            cwd=ROOT,
+            cwd=cwd,
+            start_new_session=True,  # its own process group, for a Ctrl-C sent to the group
             env=manage_env(tmp_path, **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -52,7 +53,11 @@ class Runcherrypy:
         # Drain the pipe all along: a full pipe would block the server's access log.
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        match = self.wait_for(BANNER, start_timeout)
+        self.wait_for_banner(start_timeout)
+
+    def wait_for_banner(self, timeout=30, after=0):
+        """Wait for a "Starting cheroot server at URL" line past the first ``after`` lines; set ``url``/``port``."""
+        match = self.wait_for(BANNER, timeout, after=after)
         if match is None:
             self.stop()
             raise RuntimeError("runcherrypy did not start:\n" + self.output)
@@ -72,13 +77,13 @@ class Runcherrypy:
         with self._changed:
             return "\n".join(self.lines)
 
-    def wait_for(self, pattern, timeout=10):
-        """Wait until an output line matches ``pattern`` (a compiled regex or a substring); return the match or
-        ``None`` when the time runs out or the process ends."""
+    def wait_for(self, pattern, timeout=10, after=0):
+        """Wait until an output line past the first ``after`` matches ``pattern`` (a compiled regex or a
+        substring); return the match or ``None`` when the time runs out or the process ends."""
         deadline = time.monotonic() + timeout
         if isinstance(pattern, str):
             pattern = re.compile(re.escape(pattern))
-        seen = 0
+        seen = after
         with self._changed:
             while True:
                 for line in self.lines[seen:]:
@@ -91,13 +96,17 @@ class Runcherrypy:
                     return None
                 self._changed.wait(min(remaining, 0.5))
 
-    def signal(self, signum=signal.SIGTERM):
+    def signal(self, signum=signals.SIGTERM):
         self.process.send_signal(signum)
+
+    def signal_group(self, signum=signals.SIGINT):
+        """Send ``signum`` to the whole process group, as a terminal's Ctrl-C does."""
+        os.killpg(self.process.pid, signum)
 
     def stop(self, timeout=15):
         """SIGTERM, then wait; return the exit status (a process that will not stop is killed, status ``None``)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signals.SIGTERM)
         try:
             status = self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -53,7 +53,8 @@ def test_addrport_as_runserver_takes_it(parsed, args, addr, port, ipv6):
 def test_only_the_options_given_reach_the_server(parsed):
     assert parsed()["server"] == {}
     assert parsed("--threads", "4", "--shutdown-timeout", "0.5")["server"] == {"numthreads": 4, "shutdown_timeout": 0.5}
-    assert parsed("--nothreading")["server"] == {"numthreads": 1}
+    assert parsed("--threads", "2", "--max-threads", "2")["server"] == {"numthreads": 2, "max": 2}
+    assert parsed("--nothreading")["server"] == {"numthreads": 1, "max": 1}
 
 
 def test_noreload_and_static_options_are_accepted(parsed):
@@ -73,6 +74,8 @@ def test_noreload_and_static_options_are_accepted(parsed):
         (("127.0.0.1:99999",), "not a valid port number (0 to 65535)"),
         (("--threads", "0"), "--threads: expected a whole number of at least 1, got '0'"),
         (("--threads", "many"), "--threads: expected a whole number"),
+        (("--threads", "20", "--max-threads", "10"), "--max-threads must be at least --threads"),
+        (("--max-threads", "0"), "--max-threads: expected a whole number of at least 1"),
         (("--shutdown-timeout=-1",), "--shutdown-timeout: expected a number of seconds"),
         (("--shutdown-timeout", "nan"), "--shutdown-timeout: expected a number of seconds"),
     ],
@@ -99,12 +102,16 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path):
     assert_one_line_error(result, f"That port is already in use. (127.0.0.1:{port})")
 
 
-def test_a_host_that_does_not_resolve_is_one_line_and_exit_1(tmp_path):
+def test_a_host_that_does_not_resolve_is_one_line_and_exit_1_under_the_reloader(tmp_path):
+    # With the reloader on, the error comes from the child process, after its "Watching for file changes" line
+    # (as with runserver), and the parent exits with the child's status.
     result = manage(tmp_path, "runcherrypy", "no-such-host.invalid:8000", "--skip-checks")
     assert result.returncode == 1
-    (line,) = result.stderr.strip().splitlines()
+    *before, line = result.stderr.strip().splitlines()
+    assert len(before) == 1 and before[0].startswith("Watching for file changes with")
     assert line.startswith("CommandError: Cannot resolve that host name")
     assert line.endswith("(no-such-host.invalid:8000)")
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_a_bad_option_value_is_one_line_and_exit_1(tmp_path):

@@ -2,6 +2,7 @@
 concurrency and a graceful stop."""
 
 import http.client
+import json
 import re
 import socket
 import struct
@@ -195,7 +196,29 @@ def test_sigterm_lets_the_request_in_flight_finish(start_server):
     client.join(10)
     status, _, body = result["response"]
     assert status == 200
-    assert b'"slept": 1.5' in body
+    assert json.loads(body)["slept"] >= 1.5
     assert server.process.wait(10) == 0
     assert time.monotonic() - stop_started < 5
     assert "Server stopped." in server.output
+
+
+def test_the_pool_grows_for_100_slow_requests(server):
+    count, seconds = 100, 1.0
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(lambda _: fetch(server, f"/sleep/?seconds={seconds}"), range(count)))
+    elapsed = time.monotonic() - started
+    assert [status for status, _, _ in results] == [200] * count
+    # The 10 workers it starts with would need 10 s; grown to 100, about 1 s.
+    assert elapsed < 5, f"{count} requests of {seconds} s took {elapsed:.1f} s"
+
+
+def test_at_max_threads_the_log_says_requests_are_waiting(start_server):
+    server = start_server("127.0.0.1:0", "--noreload", "--threads", "2", "--max-threads", "4")
+    assert "with 2 to 4 worker threads" in server.output
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: fetch(server, "/sleep/?seconds=1"), range(8)))
+    assert [status for status, _, _ in results] == [200] * 8
+    assert time.monotonic() - started >= 2  # 4 workers at most: two rounds
+    assert server.wait_for(re.compile(r"All 4 worker threads are busy and \d+ requests are waiting"))

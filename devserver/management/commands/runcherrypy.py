@@ -1,9 +1,11 @@
-"""``manage.py runcherrypy``: the project on cheroot, with media and static files, stopped gracefully."""
+"""``manage.py runcherrypy``: the project on cheroot, with media and static files, reloaded on code changes and
+stopped gracefully."""
 
 import errno
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,9 +15,11 @@ from django.core.management.base import CommandError
 from django.core.management.commands.runserver import Command as RunserverCommand
 from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
+from django.utils import autoreload
 
 from devserver.mounts import file_mounts
-from devserver.server import Server, build_application, serve_until_signalled
+from devserver.reloader import RELOAD_EXIT_CODE, is_reloader_child, restart_with_reloader, run_reloader_child
+from devserver.server import Server, StopSignals, build_application, serve_in_thread, stop_gracefully
 
 # runserver's wording for the usual bind failures.
 BIND_ERRORS = {
@@ -65,7 +69,16 @@ class ServerOption:
 
 
 SERVER_OPTIONS = (
-    ServerOption("--threads", "numthreads", whole_number(1), 10, "N", "Worker threads serving requests at once."),
+    ServerOption("--threads", "numthreads", whole_number(1), 10, "MIN", "Worker threads kept ready."),
+    ServerOption(
+        "--max-threads",
+        "max",
+        whole_number(1),
+        100,
+        "MAX",
+        "The most worker threads: while every worker is busy and requests wait, the pool grows toward MAX; idle "
+        "workers above MIN are retired.",
+    ),
     ServerOption(
         "--shutdown-timeout",
         "shutdown_timeout",
@@ -75,6 +88,12 @@ SERVER_OPTIONS = (
         "Seconds that requests in flight get to finish on CONTROL-C or SIGTERM.",
     ),
 )
+
+
+def threads_range(pool):
+    if pool.max == pool.min:
+        return f"{pool.min} worker thread{'s' if pool.min > 1 else ''}"
+    return f"{pool.min} to {pool.max} worker threads"
 
 
 class Command(RunserverCommand):
@@ -119,13 +138,26 @@ class Command(RunserverCommand):
     def run(self, **options):
         if not 0 <= int(self.port) <= 65535:
             raise CommandError(f"{self.port} is not a valid port number (0 to 65535).")
-        # The reloader comes later; --noreload is accepted now and the server always runs without it.
-        self.inner_run(None, **options)
+        self.server = None
+        if not options["use_reloader"]:
+            self.inner_run(None, **options)
+        elif is_reloader_child():
+            self._server_lock = threading.Lock()
+            self._stopping = False
+            run_reloader_child(self.reloader_main, self.stop_reloader_server, on_stopping=self.on_stopping, **options)
+        else:
+            status = restart_with_reloader()
+            if status:
+                sys.exit(status)
 
     def inner_run(self, *args, **options):
+        # An exception silenced in ManagementUtility.execute (under the reloader) is raised here, as runserver does.
+        autoreload.raise_last_exception()
         if not options["skip_checks"]:
             self.stdout.write("Performing system checks...\n\n")
-            check_kwargs = super().get_check_kwargs(options)
+            # All checks, as runserver's inner_run asks BaseCommand for them (runserver's own get_check_kwargs
+            # says "none", so that execute() leaves them to this point).
+            check_kwargs = super(RunserverCommand, self).get_check_kwargs(options)
             check_kwargs["display_num_errors"] = True
             self.check(**check_kwargs)
         self.check_migrations()
@@ -135,19 +167,72 @@ class Command(RunserverCommand):
         self.mounts = file_mounts(serve_static=options["use_static_handler"], insecure=options["insecure_serving"])
         application = build_application(self.get_handler(*args, **options), self.mounts)
         server = Server((self.addr, int(self.port)), application, **self.server_options)
-        self.prepare(server)
-        self.on_bind(server.bind_addr[1], threads=server.numthreads)
+        if threading.current_thread() is threading.main_thread():
+            self.prepare(server)
+            self.on_bind(server.bind_addr[1], server=server)
+            self.serve_until_signalled(server)
+            return
+        # Under the reloader: the main thread watches files and stops the server (stop_reloader_server).
+        with self._server_lock:
+            if self._stopping:
+                return
+            self.prepare(server)
+            self.server = server
+        self.on_bind(server.bind_addr[1], server=server)
+        server.serve()
 
-        def on_stopping(signum):
-            self.stdout.write(f"Stopping: waiting up to {server.shutdown_timeout:g} s for requests in flight...")
-            self.stdout.flush()
+    def serve_until_signalled(self, server):
+        """Serve until SIGINT or SIGTERM, then stop gracefully; a second signal gives up (exit status 1)."""
+        self.server = server
+        failure = []
+        with StopSignals(on_first=self.on_stopping) as signals:
 
-        if not serve_until_signalled(server, on_stopping=on_stopping):
-            self.stderr.write("Requests were still running when the shutdown timeout ran out; exiting anyway.")
-            sys.stdout.flush()
-            sys.stderr.flush()
+            def on_exit(error):
+                if error is not None:
+                    failure.append(error)
+                signals.requested.set()
+
+            serve_in_thread(server, on_exit)
+            signals.requested.wait()
+            stopped = stop_gracefully(server, give_up=signals.give_up)
+        if failure:
+            raise failure[0]
+        self.finish(stopped, exit_status=1)
+
+    def reloader_main(self, **options):
+        """``inner_run`` in the reloader's child thread, where a ``CommandError`` (a port in use) must end the
+        process: the thread cannot exit it, and the reloader would keep waiting for a server that never came."""
+        try:
+            self.inner_run(None, **options)
+        except CommandError as error:
+            self.stderr.write(f"CommandError: {error}")
+            self.stderr.flush()
             os._exit(1)
-        self.stdout.write("Server stopped.")
+
+    def stop_reloader_server(self, reloading, give_up):
+        with self._server_lock:
+            self._stopping = True
+            server = self.server
+        if server is not None:
+            stopped = stop_gracefully(server, give_up=give_up)
+            self.finish(stopped, exit_status=RELOAD_EXIT_CODE if reloading else 1, quiet=reloading)
+
+    def on_stopping(self, signum):
+        timeout = f" up to {self.server.shutdown_timeout:g} s" if self.server is not None else ""
+        self.stdout.write(f"Stopping: waiting{timeout} for requests in flight...")
+        self.stdout.flush()
+
+    def finish(self, stopped, *, exit_status, quiet=False):
+        """Say how the server stopped; when requests were still running, end the process with ``exit_status``
+        (their threads would keep it alive)."""
+        if stopped:
+            if not quiet:
+                self.stdout.write("Server stopped.")
+            return
+        self.stderr.write("Requests were still running when the shutdown timeout ran out; exiting anyway.")
+        self.stdout.flush()
+        self.stderr.flush()
+        os._exit(exit_status)
 
     @staticmethod
     def server_keywords(options):
@@ -163,7 +248,9 @@ class Command(RunserverCommand):
             except ValueError as error:
                 raise CommandError(f"{option.flag}: {error}.") from None
         if not options["use_threading"]:
-            keywords["numthreads"] = 1
+            keywords["numthreads"] = keywords["max"] = 1
+        if keywords.get("max", float("inf")) < keywords.get("numthreads", 1):
+            raise CommandError("--max-threads must be at least --threads.")
         return keywords
 
     def get_handler(self, *args, **options):
@@ -187,14 +274,14 @@ class Command(RunserverCommand):
             return f"[{self.addr}]"
         return "0.0.0.0" if self.addr == "0" else self.addr
 
-    def on_bind(self, server_port, threads=None):
+    def on_bind(self, server_port, server=None):
         quit_command = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
         now = datetime.now().strftime("%B %d, %Y - %X")
         lines = [
             now,
             f"Django version {self.get_version()}, using settings {settings.SETTINGS_MODULE!r}",
             f"Starting cheroot server at {self.protocol}://{self.display_addr()}:{server_port}/ "
-            f"with {threads} threads",
+            f"with {threads_range(server.requests)}",
         ]
         for mount in self.mounts:
             where = mount.url if mount.prefix is not None else mount.setting
