@@ -1,0 +1,118 @@
+"""The live servers for tests: the pytest fixture and the TestCase counterparts, on cheroot, in-process."""
+
+import json
+import socket
+import struct
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.core.signals import request_finished
+
+from devserver.server import Server
+from devserver.testing import LiveServerTestCase, StaticLiveServerTestCase
+
+
+def get(url, headers=None):
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+        return response.status, response.headers, response.read()
+
+
+def test_the_fixture_serves_the_project_media_and_static(cherrypy_live_server):
+    assert cherrypy_live_server.startup_seconds < 1
+    status, headers, body = get(cherrypy_live_server.url + "/")
+    assert status == 200 and b"/media/app/tiles/r0-c0.png" in body
+    assert headers["Server"].startswith("Cheroot")
+    status, headers, _ = get(cherrypy_live_server + "/media/app/tiles/r0-c0.png")
+    assert (status, headers["Content-Type"]) == (200, "image/png")
+    status, headers, _ = get(cherrypy_live_server + "/static/admin/css/base.css")
+    assert (status, headers["Content-Type"]) == (200, "text/css; charset=utf-8")
+
+
+def test_the_fixture_is_one_server_per_session(cherrypy_live_server, request):
+    assert request.getfixturevalue("cherrypy_live_server") is cherrypy_live_server
+    assert isinstance(cherrypy_live_server.server, Server)
+
+
+def test_headers_with_underscores_are_dropped(cherrypy_live_server, settings):
+    settings.ROOT_URLCONF = "tests.urls"
+    _, _, body = get(
+        cherrypy_live_server + "/test/headers/",
+        headers={"X-Forwarded-Proto": "http", "X_Forwarded_Proto": "https", "X-Custom_Thing": "1"},
+    )
+    seen = json.loads(body)
+    assert seen["HTTP_X_FORWARDED_PROTO"] == "http"
+    assert "HTTP_X_CUSTOM_THING" not in seen
+
+
+def test_request_finished_fires_when_the_client_of_an_empty_response_is_gone(cherrypy_live_server, settings):
+    settings.ROOT_URLCONF = "tests.urls"
+    finished = threading.Event()
+
+    def on_finished(**kwargs):
+        finished.set()
+
+    request_finished.connect(on_finished)
+    try:
+        port = cherrypy_live_server.thread.port
+        with socket.create_connection((cherrypy_live_server.thread.host, port), timeout=5) as client:
+            client.sendall(b"GET /test/slow-redirect/?seconds=0.3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            # Close with a reset, at once: the 302 then meets a connection that is gone.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert finished.wait(5), "request_finished did not fire"
+    finally:
+        request_finished.disconnect(on_finished)
+
+
+class TestLiveServerTestCase(LiveServerTestCase):
+    def test_serves_the_page_and_media_on_cheroot(self):
+        status, headers, body = get(self.live_server_url + "/")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Server"].startswith("Cheroot"))
+        status, headers, _ = get(self.live_server_url + "/media/app/picture.png")
+        self.assertEqual((status, headers["Content-Type"]), (200, "image/png"))
+
+    def test_requests_overlap(self):
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            statuses = [status for status, _, _ in pool.map(get, [self.live_server_url + "/sleep/?seconds=0.5"] * 10)]
+        self.assertEqual(statuses, [200] * 10)
+        self.assertLess(time.monotonic() - started, 2.5)  # one at a time would take 5 s
+
+
+class TestStaticLiveServerTestCase(StaticLiveServerTestCase):
+    def test_static_files_come_from_the_finders(self):
+        status, headers, _ = get(self.live_server_url + "/static/admin/css/base.css")
+        self.assertEqual((status, headers["Content-Type"]), (200, "text/css; charset=utf-8"))
+
+
+def sleeping_app(environ, start_response):
+    time.sleep(float(environ["QUERY_STRING"] or 0))
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+def test_the_pool_grows_to_max_then_retires_idle_workers():
+    server = Server(("127.0.0.1", 0), sleeping_app, numthreads=2, max=8, shutdown_timeout=1)
+    server.prepare()
+    server.pool_sizer.idle_timeout = 0.3
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.bind_addr[1]}/?0.5"
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            started = time.monotonic()
+            results = list(pool.map(get, [url] * 8))
+            elapsed = time.monotonic() - started
+        assert [status for status, _, _ in results] == [200] * 8
+        assert elapsed < 1.5  # 2 fixed workers would need 2 s
+        assert server.pool_sizer.size == 8
+        deadline = time.monotonic() + 5
+        while server.pool_sizer.size > 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.pool_sizer.size == 2
+    finally:
+        server.stop()
+        thread.join(5)
