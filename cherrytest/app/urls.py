@@ -4,5 +4,6 @@ from . import views
 
 urlpatterns = [
     path("", views.tiles, name="tiles"),
+    path("ajax/", views.ajax, name="ajax"),
     path("sleep/", views.sleep, name="sleep"),
 ]

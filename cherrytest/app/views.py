@@ -26,6 +26,26 @@ def tiles(request):
     )
 
 
+AJAX_COUNT = 20
+AJAX_SECONDS = 0.5
+BROWSER_CONNECTIONS_PER_HOST = 6  # what Chromium and Firefox open to one host over HTTP/1.1
+
+
+def ajax(request):
+    """A page that fires 20 fetch() calls at once at the sleep view and shows how long they took in all."""
+    waves = -(-AJAX_COUNT // BROWSER_CONNECTIONS_PER_HOST)
+    return render(
+        request,
+        "app/ajax.html",
+        {
+            "count": AJAX_COUNT,
+            "seconds": AJAX_SECONDS,
+            "serial_seconds": f"{AJAX_COUNT * AJAX_SECONDS:g}",
+            "best_seconds": f"{waves * AJAX_SECONDS:g}",
+        },
+    )
+
+
 def sleep(request):
     """Sleep ``?seconds=`` (0 to 5, default 0.5) and say so: a slow view for concurrency checks."""
     try:

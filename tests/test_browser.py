@@ -1,0 +1,67 @@
+"""End to end: headless Chromium, driven by Playwright, against the cheroot live server.
+
+Needs the distribution's Chromium (``apt-get install chromium``) and the ``playwright`` package; without them the
+tests skip on a developer's machine and fail under CI (CI is set), where ``.ci/run`` installs both.
+"""
+
+import os
+import shutil
+
+import pytest
+
+from cherrytest.app.tiles import grid
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# No sandbox as root; no background traffic to Google's hosts, which this network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def unavailable(what):
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing, and CI must run the browser tests (.ci/run installs it)")
+    pytest.skip(f"{what} is not installed")
+
+
+@pytest.fixture
+def page():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package (requirements-test.txt)")
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"Chromium ({CHROMIUM}; apt-get install chromium)")
+    # Opened and closed within each test: Playwright's event loop must not be running on this thread when
+    # pytest-django flushes the database afterwards (Django refuses database calls from an async context).
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+def test_the_tile_page_shows_all_36_tiles(page, cherrypy_live_server, tmp_path):
+    page.goto(cherrypy_live_server + "/", wait_until="load")
+    images = page.evaluate(
+        "Array.from(document.images, image => [image.complete, image.naturalWidth, image.naturalHeight])"
+    )
+    expected = [(True, tile.width, tile.height) for row in grid() for tile in row]
+    assert [tuple(image) for image in images] == expected
+    page.screenshot(path=tmp_path / "tiles.png")
+
+
+def test_the_ajax_page_answers_20_slow_requests_at_once(page, cherrypy_live_server):
+    page.goto(cherrypy_live_server + "/ajax/")
+    result = page.wait_for_selector('#result:is([data-state="done"], [data-state="failed"])', timeout=20_000)
+    assert result.get_attribute("data-state") == "done", result.inner_text()
+    seconds = float(result.get_attribute("data-seconds"))
+    # 20 requests of 0.5 s: 10 s one at a time; about 2 s over the browser's six connections.
+    assert seconds < 3, result.inner_text()
