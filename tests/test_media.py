@@ -8,7 +8,20 @@ from django.contrib.staticfiles import finders
 from django.core.exceptions import SuspiciousFileOperation
 from django.utils.http import http_date
 
-from devserver.media import BLOCK_SIZE, FinderHandler, MediaHandler, content_type, describe, relative_path
+from devserver.media import (
+    BLOCK_SIZE,
+    IMMUTABLE,
+    MEMORY_BODY_SIZE,
+    UNSATISFIABLE,
+    FinderHandler,
+    MediaHandler,
+    byte_range,
+    content_type,
+    describe,
+    hashed_name,
+    preferred_encoding,
+    relative_path,
+)
 
 from .wsgi import call, environ_for
 
@@ -289,3 +302,232 @@ class TestFinderHandler:
             raise SuspiciousFileOperation(path)
 
         assert call(FinderHandler(suspicious), "/x.css").status_code == 404
+
+
+class TestRanges:
+    @pytest.fixture(params=["small", "large"])
+    def name(self, request, root):
+        # A small file is held in memory; a large one is streamed from disk.
+        if request.param == "small":
+            (root / "digits.txt").write_bytes(b"0123456789")
+            return "digits.txt"
+        (root / "large.bin").write_bytes(bytes(range(256)) * 400)  # 102400 bytes
+        return "large.bin"
+
+    @pytest.fixture
+    def content(self, root, name):
+        return (root / name).read_bytes()
+
+    def test_every_file_response_says_accept_ranges(self, app, name):
+        assert call(app, "/" + name).header("Accept-Ranges") == "bytes"
+        assert call(app, "/" + name, "HEAD").header("Accept-Ranges") == "bytes"
+
+    @pytest.mark.parametrize(
+        "spec, first, last",
+        [
+            ("bytes=0-0", 0, 0),
+            ("bytes=2-5", 2, 5),
+            ("bytes=3-", 3, None),
+            ("bytes=-1", -1, None),
+            ("bytes=-4", -4, None),
+            ("bytes=0-99999999", 0, None),  # past the end: clamped
+            (" bytes = 1 - 2 ", 1, 2),
+            ("BYTES=1-2", 1, 2),
+        ],
+    )
+    def test_one_range_is_206_with_the_exact_bytes(self, app, name, content, spec, first, last):
+        size = len(content)
+        start = first % size
+        end = size - 1 if last is None else last
+        response = call(app, "/" + name, range=spec)
+        assert response.status == "206 Partial Content"
+        assert response.body == content[start : end + 1]
+        assert response.header("Content-Length") == str(end - start + 1)
+        assert response.header("Content-Range") == f"bytes {start}-{end}/{size}"
+        assert response.header("ETag") == call(app, "/" + name).header("ETag")
+
+    @pytest.mark.parametrize("spec", ["bytes=99999999-", "bytes=-0", "bytes=102400-102401"])
+    def test_an_unsatisfiable_range_is_416(self, app, name, content, spec):
+        response = call(app, "/" + name, range=spec)
+        if spec == "bytes=102400-102401" and len(content) > 102400:
+            pytest.skip("satisfiable for this file")
+        assert response.status_code == 416
+        assert response.header("Content-Range") == f"bytes */{len(content)}"
+        assert str(app.root) not in response.body.decode()
+
+    @pytest.mark.parametrize(
+        "spec", ["bytes=abc", "items=0-1", "bytes=5-2", "bytes=0-1,3-4", "bytes=", "bytes=1", "bytes=-", "bytes=²-3"]
+    )
+    def test_a_range_that_does_not_parse_or_several_ranges_are_ignored(self, app, name, content, spec):
+        response = call(app, "/" + name, range=spec)
+        assert response.status_code == 200
+        assert response.body == content
+
+    def test_if_range_with_the_current_etag_gives_206(self, app, name):
+        etag = call(app, "/" + name).header("ETag")
+        assert call(app, "/" + name, range="bytes=0-0", if_range=etag).status_code == 206
+
+    def test_if_range_with_the_last_modified_date_gives_206(self, app, name):
+        last_modified = call(app, "/" + name).header("Last-Modified")
+        assert call(app, "/" + name, range="bytes=0-0", if_range=last_modified).status_code == 206
+
+    @pytest.mark.parametrize("if_range", ['"stale"', "W/{etag}", "Thu, 01 Jan 1970 00:00:01 GMT", "garbage"])
+    def test_a_stale_or_weak_if_range_gives_the_whole_file(self, app, name, content, if_range):
+        etag = call(app, "/" + name).header("ETag")
+        response = call(app, "/" + name, range="bytes=0-0", if_range=if_range.format(etag=etag))
+        assert response.status_code == 200
+        assert response.body == content
+
+    def test_a_matching_if_none_match_still_gives_304(self, app, name):
+        etag = call(app, "/" + name).header("ETag")
+        assert call(app, "/" + name, range="bytes=0-0", if_none_match=etag).status_code == 304
+
+    def test_head_ignores_range(self, app, name, content):
+        response = call(app, "/" + name, "HEAD", range="bytes=0-0")
+        assert response.status_code == 200
+        assert response.header("Content-Length") == str(len(content))
+
+    def test_any_range_of_an_empty_file_is_416(self, app, root):
+        (root / "empty.txt").write_bytes(b"")
+        response = call(app, "/empty.txt", range="bytes=0-")
+        assert (response.status_code, response.header("Content-Range")) == (416, "bytes */0")
+        assert call(app, "/empty.txt").body == b""
+
+
+class TestPrecompressed:
+    @pytest.fixture
+    def siblings(self, root):
+        (root / "app.js").write_bytes(b"console.log('identity');\n" * 10)
+        (root / "app.js.gz").write_bytes(b"GZIP BYTES")
+        (root / "app.js.br").write_bytes(b"BROTLI BYTES")
+        (root / "style.css").write_bytes(b"body {}\n")
+        (root / "style.css.gz").write_bytes(b"GZ CSS")
+        return root
+
+    @pytest.mark.parametrize(
+        "accept_encoding, coding",
+        [
+            ("gzip, deflate, br", "br"),
+            ("br, gzip", "br"),
+            ("gzip", "gzip"),
+            ("br", "br"),
+            ("br;q=0, gzip", "gzip"),
+            ("br;q=0.5, gzip", "gzip"),
+            ("br;q=0.5, gzip;q=0.4", "br"),
+            ("*", "br"),
+            ("*;q=0.1, br;q=0", "gzip"),
+            ("gzip;q=0, br;q=0", None),
+            ("identity", None),
+            ("identity;q=1, gzip;q=0.5", None),
+            ("deflate", None),
+            ("", None),
+            (None, None),
+            ("gzip;q=nonsense, br", "br"),
+        ],
+    )
+    def test_the_best_acceptable_sibling_is_served(self, siblings, accept_encoding, coding):
+        app = MediaHandler(siblings)
+        headers = {} if accept_encoding is None else {"accept_encoding": accept_encoding}
+        response = call(app, "/app.js", **headers)
+        expected = {"br": b"BROTLI BYTES", "gzip": b"GZIP BYTES", None: (siblings / "app.js").read_bytes()}[coding]
+        assert response.status_code == 200
+        assert response.body == expected
+        assert response.header("Content-Encoding") == coding
+        assert response.header("Content-Type") in ("text/javascript; charset=utf-8", "application/javascript; charset=utf-8")
+        assert response.header("Content-Length") == str(len(expected))
+        assert response.header("Vary") == "Accept-Encoding"
+
+    def test_only_the_siblings_that_exist_are_offered(self, siblings):
+        response = call(MediaHandler(siblings), "/style.css", accept_encoding="br, gzip")
+        assert (response.header("Content-Encoding"), response.body) == ("gzip", b"GZ CSS")
+
+    def test_each_representation_has_its_own_etag_and_304(self, siblings):
+        app = MediaHandler(siblings)
+        etags = {coding: call(app, "/app.js", accept_encoding=coding).header("ETag") for coding in ("br", "gzip", "x")}
+        assert len(set(etags.values())) == 3
+        response = call(app, "/app.js", accept_encoding="br", if_none_match=etags["br"])
+        assert response.status_code == 304
+        assert response.header("Vary") == "Accept-Encoding"
+        assert call(app, "/app.js", accept_encoding="gzip", if_none_match=etags["br"]).status_code == 200
+
+    def test_a_range_applies_to_the_compressed_bytes(self, siblings):
+        response = call(MediaHandler(siblings), "/app.js", accept_encoding="gzip", range="bytes=0-3")
+        assert (response.status_code, response.body) == (206, b"GZIP")
+        assert response.header("Content-Range") == f"bytes 0-3/{len(b'GZIP BYTES')}"
+
+    def test_the_gz_file_is_servable_by_its_own_name(self, siblings):
+        response = call(MediaHandler(siblings), "/app.js.gz", accept_encoding="gzip")
+        assert response.body == b"GZIP BYTES"
+        assert response.header("Content-Type") == "application/gzip"
+        assert response.header("Content-Encoding") is None
+
+    def test_a_file_without_siblings_has_no_vary(self, app):
+        assert call(app, "/hello.txt", accept_encoding="gzip, br").header("Vary") is None
+
+
+class TestCachePolicy:
+    def test_no_cache_control_by_default(self, app):
+        assert call(app, "/hello.txt").header("Cache-Control") is None
+
+    def test_cache_control_on_200_304_and_206(self, root):
+        app = MediaHandler(root, cache_control="no-cache")
+        response = call(app, "/hello.txt")
+        assert response.header("Cache-Control") == "no-cache"
+        assert call(app, "/hello.txt", if_none_match=response.header("ETag")).header("Cache-Control") == "no-cache"
+        assert call(app, "/hello.txt", range="bytes=0-1").header("Cache-Control") == "no-cache"
+
+    def test_immutable_names(self, root):
+        (root / "base.27e20196a850.css").write_text("body {}")
+        app = MediaHandler(root, cache_control="max-age=60, public", immutable=hashed_name)
+        assert call(app, "/base.27e20196a850.css").header("Cache-Control") == IMMUTABLE
+        assert call(app, "/hello.txt").header("Cache-Control") == "max-age=60, public"
+
+    @pytest.mark.parametrize(
+        "name, hashed",
+        [
+            ("css/base.27e20196a850.css", True),
+            ("admin/js/core.0123456789ab.js", True),
+            ("css/base.css", False),
+            ("css/base.27e20196a85.css", False),
+            ("css/base.27E20196A850.css", False),
+            ("27e20196a850.css", False),
+        ],
+    )
+    def test_hashed_name(self, name, hashed):
+        assert hashed_name(name) is hashed
+
+
+def test_a_same_size_rewrite_with_its_mtime_put_back_is_served_fresh(app, root):
+    path = root / "hello.txt"
+    first = call(app, "/hello.txt")
+    mtime_ns = path.stat().st_mtime_ns
+    time.sleep(0.02)  # past the filesystem's timestamp tick, so ctime moves
+    path.write_text("HELLO, world\n")
+    os.utime(path, ns=(mtime_ns, mtime_ns))  # as cp -p or rsync -t leave it
+    second = call(app, "/hello.txt", if_none_match=first.header("ETag"))
+    assert second.status_code == 200
+    assert second.body == b"HELLO, world\n"
+    assert second.header("ETag") != first.header("ETag")
+    assert second.header("Last-Modified") == first.header("Last-Modified")
+
+
+@pytest.mark.parametrize("size", [0, 1, MEMORY_BODY_SIZE, MEMORY_BODY_SIZE + 1])
+def test_files_around_the_memory_limit_are_served_whole(app, root, size):
+    data = os.urandom(size)
+    (root / "sized.bin").write_bytes(data)
+    response = call(app, "/sized.bin")
+    assert response.body == data
+    assert response.header("Content-Length") == str(size)
+
+
+def test_byte_range_directly():
+    assert byte_range("bytes=0-0", 10) == (0, 0)
+    assert byte_range("bytes=-20", 10) == (0, 9)
+    assert byte_range("bytes=10-", 10) is UNSATISFIABLE
+    assert byte_range("bytes=0-1, 2-3", 10) is None
+
+
+def test_preferred_encoding_directly():
+    assert preferred_encoding("gzip, br", ("br", "gzip")) == "br"
+    assert preferred_encoding("gzip, br", ("gzip",)) == "gzip"
+    assert preferred_encoding("br;q=0", ("br",)) is None

@@ -1,10 +1,11 @@
 """What is mounted where, from the settings, and how the dispatcher routes to it."""
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from devserver.media import FinderHandler, MediaHandler
-from devserver.mounts import file_mounts, url_prefix
+from devserver.media import FinderHandler, MediaHandler, hashed_name
+from devserver.mounts import file_mounts, media_options, static_options, url_prefix
 from devserver.server import build_application
 
 from .wsgi import call
@@ -92,3 +93,53 @@ def test_the_dispatcher_routes_by_prefix_and_leaves_the_rest_to_django():
     assert call(application, "/static/admin/css/base.css").header("Content-Type") == "text/css; charset=utf-8"
     assert call(application, "/staticfoo/x.css").body == b"django '' '/staticfoo/x.css'"
     assert call(application, "/").body == b"django '' '/'"
+
+
+class TestCacheSettings:
+    @override_settings(DEBUG=True)
+    def test_static_revalidates_under_debug(self):
+        assert static_options()["cache_control"] == "no-cache"
+
+    @override_settings(DEBUG=False)
+    def test_static_max_age_is_60_without_debug(self):
+        assert static_options()["cache_control"] == "max-age=60, public"
+
+    @override_settings(RUNCHERRYPY_STATIC_MAX_AGE=3600)
+    def test_static_max_age_setting(self):
+        assert static_options()["cache_control"] == "max-age=3600, public"
+
+    def test_hashed_names_are_immutable_by_default(self):
+        assert static_options()["immutable"] is hashed_name
+
+    @override_settings(RUNCHERRYPY_IMMUTABLE_FILE_TEST=r"^vendor/")
+    def test_immutable_test_as_a_regular_expression(self):
+        immutable = static_options()["immutable"]
+        assert immutable("vendor/jquery.js") and not immutable("app/site.js")
+
+    @override_settings(RUNCHERRYPY_MEDIA_CACHE_CONTROL="private, max-age=300")
+    def test_media_cache_control_setting(self):
+        assert media_options() == {"cache_control": "private, max-age=300"}
+
+    def test_media_revalidates_by_default(self):
+        assert media_options() == {"cache_control": "no-cache"}
+
+    @pytest.mark.parametrize(
+        "name, value",
+        [
+            ("RUNCHERRYPY_STATIC_MAX_AGE", -1),
+            ("RUNCHERRYPY_STATIC_MAX_AGE", "60"),
+            ("RUNCHERRYPY_IMMUTABLE_FILE_TEST", "("),
+            ("RUNCHERRYPY_IMMUTABLE_FILE_TEST", 42),
+            ("RUNCHERRYPY_MEDIA_CACHE_CONTROL", 3),
+        ],
+    )
+    def test_a_wrong_setting_is_improperly_configured(self, name, value):
+        with override_settings(**{name: value}), pytest.raises(ImproperlyConfigured, match=name):
+            static_options()
+            media_options()
+
+    @override_settings(DEBUG=True)
+    def test_the_mounted_handlers_carry_the_policy(self):
+        application = build_application(lambda environ, start_response: [], file_mounts())
+        assert call(application, "/media/app/picture.png").header("Cache-Control") == "no-cache"
+        assert call(application, "/static/admin/css/base.css").header("Cache-Control") == "no-cache"
