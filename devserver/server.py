@@ -3,6 +3,7 @@
 Nothing here reads Django settings; ``devserver.mounts`` decides what is mounted and the command wires it up.
 """
 
+import email.utils
 import logging
 import signal
 import socket
@@ -11,6 +12,8 @@ import time
 
 from cheroot import server as cheroot_server
 from cheroot import wsgi
+
+from .media import FileIterator
 
 __all__ = [
     "Gateway",
@@ -46,27 +49,54 @@ def build_application(django_app, mounts):
     return wsgi.PathInfoDispatcher(apps)
 
 
-class Gateway(wsgi.Gateway_10):
-    """cheroot's WSGI 1.0 gateway, plus an access log line per response and a ``close()`` that always happens.
+class _HeaderCollector:
+    """Stands in for a connection's ``wfile`` while cheroot's ``send_headers()`` writes the header block once."""
 
-    cheroot's own ``respond()`` calls ``response.close()`` after ``ensure_headers_sent()`` in the same ``finally``:
-    when the client has gone and the body is empty (204, a redirect), sending the headers raises first and
-    ``close()`` is never called, so Django's ``request_finished`` does not fire and its database connection is not
-    returned. Here ``close()`` runs in an inner ``finally``.
+    __slots__ = ("data",)
+
+    def write(self, data):
+        self.data = data
+
+
+class Gateway(wsgi.Gateway_10):
+    """cheroot's WSGI 1.0 gateway, with what a file server and Django need from it:
+
+    - ``wsgi.file_wrapper`` (``devserver.media.FileIterator``), whose body goes out with ``socket.sendfile`` on a
+      plain socket (not TLS): no copy through Python. Django's ``FileResponse`` uses it too.
+    - A body that is one chunk of exactly Content-Length bytes leaves with the headers in one send (cheroot
+      flushes each write, so headers and body would be two sends and two TCP segments).
+    - No body on a response to HEAD (RFC 9110 §9.3.2; cheroot sends whatever the application yields): the
+      application's iterable is consumed, as runserver does, except a file, which is not read.
+    - ``close()`` always called: cheroot's own ``respond()`` calls it after ``ensure_headers_sent()`` in the same
+      ``finally``, so when the client has gone and the body is empty (204, a redirect) sending the headers raises
+      first, Django's ``request_finished`` does not fire and its database connection is not returned.
+    - One access log line per response.
     """
 
     def __init__(self, req):
         super().__init__(req)
         self.body_bytes = 0
 
+    def get_environ(self):
+        environ = super().get_environ()
+        environ["wsgi.file_wrapper"] = FileIterator
+        return environ
+
     def respond(self):
         response = self.req.server.wsgi_app(self.env, self.start_response)
         try:
-            for chunk in response:
-                if chunk:
-                    if not isinstance(chunk, bytes):
-                        raise ValueError("WSGI Applications must yield bytes")
-                    self.write(chunk)
+            if self.req.method == b"HEAD":
+                if type(response) is not FileIterator:
+                    for _ in response:
+                        pass
+            elif type(response) is FileIterator and self.remaining_bytes_out is not None and self.can_sendfile():
+                self.sendfile(response)
+            else:
+                for chunk in response:
+                    if chunk:
+                        if not isinstance(chunk, bytes):
+                            raise ValueError("WSGI Applications must yield bytes")
+                        self.write(chunk)
         finally:
             try:
                 self.req.ensure_headers_sent()
@@ -78,8 +108,44 @@ class Gateway(wsgi.Gateway_10):
                 finally:
                     self.log_access()
 
+    def can_sendfile(self):
+        return self.req.server.ssl_adapter is None
+
+    def sendfile(self, body):
+        """Send the rest of ``body`` (a ``FileIterator``): its file from the current position, as many bytes as
+        Content-Length still announces, with ``socket.sendfile``. A file without a descriptor goes block by
+        block. If the file ends early the connection is closed, since the response is then short."""
+        try:
+            offset = body.file.tell()
+            body.file.fileno()
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            for chunk in body:
+                self.write(chunk)
+            return
+        count = self.remaining_bytes_out
+        if body.remaining is not None:
+            count = min(count, body.remaining)
+        self.req.ensure_headers_sent()
+        sent = self.req.conn.socket.sendfile(body.file, offset, count) if count else 0
+        self.body_bytes += sent
+        self.remaining_bytes_out -= sent
+        if self.remaining_bytes_out:
+            self.req.close_connection = True
+
     def write(self, chunk):
-        super().write(chunk)
+        req = self.req
+        if not req.sent_headers and self.remaining_bytes_out == len(chunk) and self.started_response:
+            # The whole body: one send with the headers.
+            wfile, collector = req.conn.wfile, _HeaderCollector()
+            req.conn.wfile = collector
+            try:
+                req.ensure_headers_sent()
+            finally:
+                req.conn.wfile = wfile
+            wfile.write(collector.data + chunk)
+            self.remaining_bytes_out = 0
+        else:
+            super().write(chunk)
         self.body_bytes += len(chunk)
 
     def log_access(self):
@@ -115,8 +181,30 @@ class DropUnderscoreHeaderReader(cheroot_server.HeaderReader):
         return b"_" not in key_name
 
 
+_date = (0, b"")
+
+
+def current_date():
+    """The ``Date`` header value for now, formatted once per second (cheroot formats it on every response)."""
+    global _date
+    now = int(time.time())
+    second, value = _date
+    if second != now:
+        value = email.utils.formatdate(now, usegmt=True).encode("ascii")
+        _date = (now, value)
+    return value
+
+
 class Request(cheroot_server.HTTPRequest):
     header_reader = DropUnderscoreHeaderReader()
+
+    def send_headers(self):
+        for name, _ in self.outheaders:
+            if name.lower() == b"date":
+                break
+        else:
+            self.outheaders.append((b"Date", current_date()))
+        super().send_headers()
 
 
 class Connection(cheroot_server.HTTPConnection):

@@ -22,3 +22,14 @@ urlpatterns = [
     path("test/slow-redirect/", slow_redirect),
     path("", include("cherrytest.urls")),
 ]
+
+
+def file_response(request):
+    """Django's FileResponse of the sample picture: it goes out through the server's wsgi.file_wrapper."""
+    from django.conf import settings
+    from django.http import FileResponse
+
+    return FileResponse(open(settings.BASE_DIR / "cherrytest/app/media/picture.png", "rb"))
+
+
+urlpatterns.insert(0, path("test/file-response/", file_response))

@@ -1,0 +1,188 @@
+"""File responses over real HTTP: sendfile, ranges, interrupted downloads, HEAD, precompressed siblings."""
+
+import gzip
+import http.client
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from devserver.media import MediaHandler
+from devserver.server import Server
+
+from .process import ROOT, Runcherrypy
+
+BIG = 8 * 1024 * 1024 + 123
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("files")
+    (root / "big.bin").write_bytes(os.urandom(BIG))
+    (root / "small.txt").write_text("small\n")
+    return root
+
+
+@pytest.fixture
+def sendfile_calls(monkeypatch):
+    """Every socket.sendfile call the server makes: (offset, count), recorded as it starts (the client may have
+    every byte before the call returns)."""
+    calls = []
+    real = socket.socket.sendfile
+
+    def spy(self, file, offset=0, count=None):
+        calls.append((offset, count))
+        return real(self, file, offset, count)
+
+    monkeypatch.setattr(socket.socket, "sendfile", spy)
+    return calls
+
+
+@pytest.fixture
+def file_server(files):
+    """A devserver Server with a MediaHandler over ``files``, in a thread of this process."""
+    server = Server(("127.0.0.1", 0), MediaHandler(files), shutdown_timeout=1)
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    yield server
+    server.stop()
+    thread.join(5)
+
+
+def fetch(port, path, method="GET", headers=None, connection=None):
+    own = connection is None
+    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        if own:
+            connection.close()
+
+
+def test_a_body_sent_with_sendfile_is_the_file(file_server, files, sendfile_calls):
+    status, headers, body = fetch(file_server.bind_addr[1], "/big.bin")
+    assert status == 200
+    assert body == (files / "big.bin").read_bytes()
+    assert sendfile_calls == [(0, BIG)]
+
+
+@pytest.mark.parametrize("spec, first, last", [("bytes=1000-2999999", 1000, 2999999), ("bytes=-4096", BIG - 4096, BIG - 1)])
+def test_a_range_sent_with_sendfile_is_the_slice(file_server, files, sendfile_calls, spec, first, last):
+    status, headers, body = fetch(file_server.bind_addr[1], "/big.bin", headers={"Range": spec})
+    assert status == 206
+    assert body == (files / "big.bin").read_bytes()[first : last + 1]
+    assert headers["Content-Range"] == f"bytes {first}-{last}/{BIG}"
+    assert sendfile_calls == [(first, last - first + 1)]
+
+
+def test_a_small_file_goes_out_with_its_headers_in_one_send(file_server, sendfile_calls, monkeypatch):
+    sends = []
+    real = socket.socket.send
+
+    def spy(self, data, *args):
+        sends.append(bytes(data))
+        return real(self, data, *args)
+
+    monkeypatch.setattr(socket.socket, "send", spy)
+    status, _, body = fetch(file_server.bind_addr[1], "/small.txt")
+    assert (status, body) == (200, b"small\n")
+    assert len(sends) == 1 and sends[0].startswith(b"HTTP/1.1 200 OK\r\n") and sends[0].endswith(b"\r\n\r\nsmall\n")
+    assert sendfile_calls == []
+
+
+def test_keep_alive_survives_head_on_a_django_view(cherrypy_live_server):
+    connection = http.client.HTTPConnection(cherrypy_live_server.thread.host, cherrypy_live_server.thread.port, timeout=10)
+    try:
+        status, headers, body = fetch(None, "/", "HEAD", connection=connection)
+        assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+        status, _, body = fetch(None, "/sleep/?seconds=0", connection=connection)
+        assert (status, body) == (200, b'{"slept": 0.0}')
+    finally:
+        connection.close()
+
+
+def test_head_on_a_django_view_sends_no_body(cherrypy_live_server):
+    with socket.create_connection((cherrypy_live_server.thread.host, cherrypy_live_server.thread.port), timeout=5) as client:
+        client.sendall(b"HEAD / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert rest == b""
+
+
+def test_django_file_response_goes_out_with_sendfile(cherrypy_live_server, settings, sendfile_calls):
+    settings.ROOT_URLCONF = "tests.urls"
+    picture = (ROOT / "cherrytest/app/media/picture.png").read_bytes()
+    status, headers, body = fetch(cherrypy_live_server.thread.port, "/test/file-response/")
+    assert (status, body) == (200, picture)
+    assert sendfile_calls == [(0, len(picture))]
+
+
+def open_descriptors(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count descriptors")
+def test_an_interrupted_download_leaves_no_descriptor_open(tmp_path, start_server):
+    media = tmp_path / "media"
+    media.mkdir()
+    with open(media / "huge.bin", "wb") as file:
+        file.truncate(256 * 1024 * 1024)  # sparse: more than loopback buffers hold
+    # Refcounting would close a forgotten file anyway; the ResourceWarning it prints then shows the leak.
+    server = start_server(
+        "127.0.0.1:0", "--noreload", DJANGO_MEDIA_ROOT=str(media), PYTHONWARNINGS="always::ResourceWarning"
+    )
+    pid = server.process.pid
+    assert fetch(server.port, "/media/app-missing")[0] == 404  # warm up: workers, imports
+    time.sleep(0.2)  # the server closes its side of that connection
+    before = open_descriptors(pid)
+
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+            client.sendall(b"GET /media/huge.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            client.recv(1024 * 1024)
+            time.sleep(0.2)  # the file is open and being sent
+            assert open_descriptors(pid) > before
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    deadline = time.monotonic() + 5
+    while open_descriptors(pid) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_descriptors(pid) <= before
+    assert fetch(server.port, "/media/huge.bin", "HEAD")[0] == 200  # still serving
+    assert server.stop() == 0
+    assert "Traceback" not in server.output
+    assert "ResourceWarning" not in server.output
+
+
+def test_a_precompressed_sibling_is_served_over_http(server):
+    css = (ROOT / "cherrytest/app/static/app/site.css").read_bytes()
+    status, headers, body = fetch(server.port, "/static/app/site.css", headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert status == 200
+    assert headers["Content-Encoding"] == "gzip"
+    assert headers["Vary"] == "Accept-Encoding"
+    assert gzip.decompress(body) == css
+    status, headers, body = fetch(server.port, "/static/app/site.css")
+    assert (headers["Content-Encoding"], body) == (None, css)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_compressed_gets_the_sibling(server):
+    result = subprocess.run(
+        ["curl", "--silent", "--show-error", "--compressed", "--dump-header", "-", f"{server.url}static/app/site.css"],
+        capture_output=True,
+        timeout=10,
+    )
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    assert b"Content-Encoding: gzip" in head
+    assert body == (ROOT / "cherrytest/app/static/app/site.css").read_bytes()
