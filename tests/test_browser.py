@@ -4,6 +4,7 @@ Needs the distribution's Chromium (``apt-get install chromium``) and the ``playw
 tests skip on a developer's machine and fail under CI (CI is set), where ``.ci/run`` installs both.
 """
 
+import logging
 import os
 import shutil
 
@@ -65,3 +66,31 @@ def test_the_ajax_page_answers_20_slow_requests_at_once(page, cherrypy_live_serv
     seconds = float(result.get_attribute("data-seconds"))
     # 20 requests of 0.5 s: 10 s one at a time; about 2 s over the browser's six connections.
     assert seconds < 3, result.inner_text()
+
+
+def test_the_video_can_be_seeked(page, cherrypy_live_server, caplog):
+    caplog.set_level(logging.INFO, logger="django.server")
+    page.goto(cherrypy_live_server + "/video/")
+    state = page.evaluate(
+        """async () => {
+            const video = document.getElementById("video");
+            if (video.readyState < 1) {
+                await new Promise((resolve, reject) => {
+                    video.addEventListener("loadedmetadata", resolve, {once: true});
+                    video.addEventListener("error", () => reject(new Error("video error")), {once: true});
+                });
+            }
+            const seeked = new Promise(resolve => video.addEventListener("seeked", resolve, {once: true}));
+            video.currentTime = 7.5;
+            await seeked;
+            await video.play();
+            await new Promise(resolve => setTimeout(resolve, 300));
+            video.pause();
+            return {duration: video.duration, time: video.currentTime, readyState: video.readyState};
+        }"""
+    )
+    assert state["duration"] == pytest.approx(10, abs=0.1)
+    assert 7.5 <= state["time"] < 9.5  # it seeked, then played on from there
+    assert state["readyState"] >= 2  # HAVE_CURRENT_DATA: the frame at 7.5 s arrived
+    partial = [r.getMessage() for r in caplog.records if "zoom.webm" in r.getMessage() and '" 206 ' in r.getMessage()]
+    assert partial, "the browser's byte-range requests were not answered with 206"

@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.tiles, name="tiles"),
     path("ajax/", views.ajax, name="ajax"),
     path("sleep/", views.sleep, name="sleep"),
+    path("video/", views.video, name="video"),
 ]

@@ -46,6 +46,11 @@ def ajax(request):
     )
 
 
+def video(request):
+    """A page with a video from MEDIA_URL, to seek in: the browser asks for byte ranges."""
+    return render(request, "app/video.html", {"src": f"{settings.MEDIA_URL}app/video/zoom.webm"})
+
+
 def sleep(request):
     """Sleep ``?seconds=`` (0 to 5, default 0.5) and say so: a slow view for concurrency checks."""
     try:
