@@ -13,6 +13,7 @@ import mimetypes
 import os
 import re
 import stat
+import time
 from functools import lru_cache
 from hashlib import blake2b
 
@@ -50,6 +51,8 @@ ALLOWED_METHODS = ("GET", "HEAD")
 
 # Precompressed siblings, in order of preference at equal quality: name.br, then name.gz.
 ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
+SIBLING_RECHECK = 1.0
+"""Seconds for which a file found without precompressed siblings is not looked at again."""
 
 # A file served by its own name keeps its own type: ``x.css.gz`` is a gzip file, not CSS with a Content-Encoding
 # (the same choice as django.http.FileResponse).
@@ -224,6 +227,9 @@ class Representation:
         """
         if_none_match = environ.get("HTTP_IF_NONE_MATCH")
         if if_none_match:
+            # Clients echo the ETag as sent: compare the string before parsing a list.
+            if if_none_match == self.etag:
+                return True
             etags = parse_etags(if_none_match)
             if etags:
                 if etags == ["*"]:
@@ -262,11 +268,11 @@ def _read_body(path, identity):
 
 
 @lru_cache(maxsize=1024)
-def _describe(path, identity, media_type, encoding, vary, cache_control):
+def _describe(path, identity, type_name, encoding, vary, cache_control):
     return Representation(
         path,
         identity,
-        media_type=media_type,
+        media_type=content_type(type_name),
         encoding=encoding,
         vary=vary,
         cache_control=cache_control,
@@ -274,17 +280,18 @@ def _describe(path, identity, media_type, encoding, vary, cache_control):
     )
 
 
-def describe(path, st, *, media_type=None, encoding=None, vary=False, cache_control=None):
+def describe(path, st, *, type_name=None, encoding=None, vary=False, cache_control=None):
     """Return the ``Representation`` of the regular file at ``path`` whose ``os.stat`` result is ``st``.
 
-    ``media_type``: the Content-Type (default: from the path); ``encoding``: its Content-Encoding, for a
+    ``type_name``: the name whose type is the Content-Type (default: ``path``; for a precompressed sibling, the
+    original's); ``encoding``: its Content-Encoding, for a
     precompressed sibling; ``vary``: whether the file has siblings, so responses carry ``Vary: Accept-Encoding``;
     ``cache_control``: the Cache-Control value, or ``None``. The result is cached while the file's identity (inode,
     size, mtime, ctime) and these arguments stay the same: a file replaced or rewritten, even within one mtime tick,
     gets a new description.
     """
     identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return _describe(path, identity, media_type or content_type(path), encoding, vary, cache_control)
+    return _describe(path, identity, type_name or path, encoding, vary, cache_control)
 
 
 class FileIterator:
@@ -378,6 +385,7 @@ class FileHandler:
         self.block_size = block_size
         self.cache_control = cache_control
         self.immutable = immutable
+        self._without_siblings = {}
 
     def locate(self, relative):
         """Return the absolute path of ``relative`` (a relative filesystem path), or ``None``.
@@ -397,22 +405,39 @@ class FileHandler:
             return None
         return None if path is None else (relative, path)
 
-    def select(self, path, st, relative, environ):
-        """The ``Representation`` to send for the file at ``path``: a precompressed sibling when the client
-        accepts it (RFC 9110 §12.5.3), else the file itself."""
+    def siblings(self, path):
+        """``{coding: (path, stat result)}`` of the precompressed siblings of ``path``.
+
+        That a file has none is remembered for ``SIBLING_RECHECK`` seconds (most files have none, and looking costs
+        two failed ``stat`` calls): a sibling created later is served within that time. Siblings that exist are
+        stat'ed on every request, so a changed one is served fresh at once.
+        """
+        now = time.monotonic()
+        if self._without_siblings.get(path, 0.0) > now:
+            return {}
         siblings = {}
         for coding, suffix in ENCODINGS:
             sibling_st = _regular_stat(path + suffix)
             if sibling_st is not None:
                 siblings[coding] = (path + suffix, sibling_st)
-        cache_control = IMMUTABLE if self.immutable is not None and self.immutable(relative) else self.cache_control
-        media_type = content_type(path)
         if not siblings:
-            return describe(path, st, media_type=media_type, cache_control=cache_control)
+            if len(self._without_siblings) >= 4096:
+                self._without_siblings.clear()
+            self._without_siblings[path] = now + SIBLING_RECHECK
+        return siblings
+
+    def select(self, path, st, relative, environ):
+        """The ``Representation`` to send for the file at ``path``: a precompressed sibling when the client
+        accepts it (RFC 9110 §12.5.3), else the file itself."""
+        siblings = self.siblings(path)
+        cache_control = IMMUTABLE if self.immutable is not None and self.immutable(relative) else self.cache_control
+        if not siblings:
+            return describe(path, st, cache_control=cache_control)
         coding = preferred_encoding(environ.get("HTTP_ACCEPT_ENCODING"), siblings)
-        if coding is not None:
-            path, st = siblings[coding]
-        return describe(path, st, media_type=media_type, encoding=coding, vary=True, cache_control=cache_control)
+        if coding is None:
+            return describe(path, st, vary=True, cache_control=cache_control)
+        sibling, sibling_st = siblings[coding]
+        return describe(sibling, sibling_st, type_name=path, encoding=coding, vary=True, cache_control=cache_control)
 
     def __call__(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
