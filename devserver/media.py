@@ -333,13 +333,15 @@ class FileIterator:
         self.file.close()
 
 
+@lru_cache(maxsize=4096)
 def relative_path(path_info):
     """Turn a WSGI ``PATH_INFO`` into a relative filesystem path, or ``None`` if it must not be served.
 
     PEP 3333 hands PATH_INFO over as latin-1 text of the percent-decoded bytes; the bytes are decoded with the
     filesystem encoding, so a UTF-8 file name requested percent-encoded is found. ``None`` for a NUL byte, a
     ``..`` segment (whether it arrived plain or percent-encoded), a trailing slash or no name at all. Empty and
-    ``.`` segments are dropped, so ``//etc/passwd`` means ``etc/passwd`` below the root.
+    ``.`` segments are dropped, so ``//etc/passwd`` means ``etc/passwd`` below the root. A pure function of its
+    argument, so its answers are cached.
     """
     try:
         path = os.fsdecode(path_info.encode("latin-1"))
@@ -351,6 +353,12 @@ def relative_path(path_info):
     if not segments or ".." in segments:
         return None
     return os.path.join(*segments)
+
+
+@lru_cache(maxsize=4096)
+def _safe_join(root, relative):
+    # Django's safe_join is lexical (no filesystem access, and root is absolute): its answer can be kept.
+    return safe_join(root, relative)
 
 
 def _regular_stat(path):
@@ -514,7 +522,7 @@ class MediaHandler(FileHandler):
         return f"{type(self).__name__}({self.root!r})"
 
     def locate(self, relative):
-        return safe_join(self.root, relative)
+        return _safe_join(self.root, relative)
 
 
 class FinderHandler(FileHandler):
