@@ -186,3 +186,47 @@ def test_curl_compressed_gets_the_sibling(server):
     head, _, body = result.stdout.partition(b"\r\n\r\n")
     assert b"Content-Encoding: gzip" in head
     assert body == (ROOT / "cherrytest/app/static/app/site.css").read_bytes()
+
+
+@pytest.fixture
+def tls_file_server(files, tmp_path):
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl is needed to make the test certificate")
+        pytest.skip("openssl is not installed")
+    from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server = Server(("127.0.0.1", 0), MediaHandler(files), shutdown_timeout=1)
+    server.ssl_adapter = BuiltinSSLAdapter(str(cert), str(key))
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    yield server
+    server.stop()
+    thread.join(5)
+
+
+def test_over_tls_a_body_goes_in_blocks_not_sendfile(tls_file_server, files, sendfile_calls):
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", tls_file_server.bind_addr[1], timeout=15, context=context)
+    try:
+        connection.request("GET", "/big.bin", headers={"Range": "bytes=100-"})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status == 206
+    assert body == (files / "big.bin").read_bytes()[100:]
+    assert sendfile_calls == []
