@@ -160,8 +160,18 @@ def servers(workdir, source, collected):
     found.append(
         Server(
             "runcherrypy",
-            [python, "manage.py", "runcherrypy", f"127.0.0.1:{port}", "--noreload", "--skip-checks",
-             "--threads", str(THREADS), "--max-threads", str(THREADS)],
+            [
+                python,
+                "manage.py",
+                "runcherrypy",
+                f"127.0.0.1:{port}",
+                "--noreload",
+                "--skip-checks",
+                "--threads",
+                str(THREADS),
+                "--max-threads",
+                str(THREADS),
+            ],
             env,
             port,
         )
@@ -170,8 +180,20 @@ def servers(workdir, source, collected):
     found.append(
         Server(
             "whitenoise",
-            [python, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", str(THREADS),
-             "--bind", f"127.0.0.1:{port}", "cherrytest.wsgi"],
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "--worker-class",
+                "gthread",
+                "--workers",
+                "1",
+                "--threads",
+                str(THREADS),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "cherrytest.wsgi",
+            ],
             {**env, "BENCH_WHITENOISE": "1"},
             port,
         )
@@ -302,8 +324,13 @@ def main():
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"],
             cwd=ROOT,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "BENCH_STATIC_ROOT": str(collected),
-                 "BENCH_STATIC_DIR": str(source), "BENCH_DATABASE": str(workdir / "db.sqlite3")},
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "bench.settings",
+                "BENCH_STATIC_ROOT": str(collected),
+                "BENCH_STATIC_DIR": str(source),
+                "BENCH_DATABASE": str(workdir / "db.sqlite3"),
+            },
             check=True,
         )
         running = servers(workdir, source, collected)
@@ -312,7 +339,7 @@ def main():
                 server.start(workdir)
             rounds = {server.name: [] for server in running}
             for number in range(options.rounds):
-                order = running[number % len(running):] + running[: number % len(running)]
+                order = running[number % len(running) :] + running[: number % len(running)]
                 for server in order:
                     rounds[server.name].append(measure(server, options.seconds))
                     print(f"round {number + 1}: {server.name} {format_round(rounds[server.name][-1])}", flush=True)
@@ -333,8 +360,10 @@ def report(rounds, options):
         for name, results in rounds.items()
     }
     names = list(medians)
-    print(f"\nMedians of {options.rounds} rounds of {options.seconds} s; server on CPU {SERVER_CPU}, wrk on CPU "
-          f"{CLIENT_CPU}; {THREADS} threads for runcherrypy and gunicorn.\n")
+    print(
+        f"\nMedians of {options.rounds} rounds of {options.seconds} s; server on CPU {SERVER_CPU}, wrk on CPU "
+        f"{CLIENT_CPU}; {THREADS} threads for runcherrypy and gunicorn.\n"
+    )
     print(f"| {'':16} | " + " | ".join(f"{name:>11}" for name in names) + " |")
     print(f"| {'-' * 16} | " + " | ".join("-" * 11 for _ in names) + " |")
     for metric in metrics:

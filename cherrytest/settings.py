@@ -12,7 +12,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # A development key for the sample project only; set DJANGO_SECRET_KEY anywhere that matters.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-cherrytest-sample-project-key")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
-ALLOWED_HOSTS = [host for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if host]
+ALLOWED_HOSTS = [
+    host for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if host
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -187,8 +187,17 @@ class Representation:
     most ``MEMORY_BODY_SIZE`` bytes and could be read, else ``None``.
     """
 
-    __slots__ = ("body", "common_headers", "etag", "headers", "last_modified", "mtime", "path", "size",
-                 "validator_headers")
+    __slots__ = (
+        "body",
+        "common_headers",
+        "etag",
+        "headers",
+        "last_modified",
+        "mtime",
+        "path",
+        "size",
+        "validator_headers",
+    )
 
     def __init__(self, path, identity, *, media_type, encoding=None, vary=False, cache_control=None, body=None):
         _, size, mtime_ns, _ = identity

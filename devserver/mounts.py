@@ -76,7 +76,9 @@ def static_options():
         try:
             immutable = re.compile(immutable).search
         except re.error as error:
-            raise ImproperlyConfigured(f"RUNCHERRYPY_IMMUTABLE_FILE_TEST is not a valid regular expression: {error}.")
+            raise ImproperlyConfigured(
+                f"RUNCHERRYPY_IMMUTABLE_FILE_TEST is not a valid regular expression: {error}."
+            ) from None
     elif immutable is not None and not callable(immutable):
         raise ImproperlyConfigured("RUNCHERRYPY_IMMUTABLE_FILE_TEST must be a callable or a regular expression.")
     return {"cache_control": f"max-age={max_age}, public" if max_age else "no-cache", "immutable": immutable}
@@ -106,7 +108,10 @@ def file_mounts(*, serve_static=True, insecure=False):
     """
     if settings.MEDIA_ROOT:
         media = _mount(
-            "MEDIA_URL", settings.MEDIA_URL, lambda: MediaHandler(settings.MEDIA_ROOT, **media_options()), f"MEDIA_ROOT {settings.MEDIA_ROOT}"
+            "MEDIA_URL",
+            settings.MEDIA_URL,
+            lambda: MediaHandler(settings.MEDIA_ROOT, **media_options()),
+            f"MEDIA_ROOT {settings.MEDIA_ROOT}",
         )
     else:
         media = Mount("MEDIA_URL", None, None, "not served: MEDIA_ROOT not set")
@@ -114,7 +119,12 @@ def file_mounts(*, serve_static=True, insecure=False):
     if not serve_static:
         static = Mount("STATIC_URL", None, None, "not served: --nostatic")
     elif settings.DEBUG or insecure:
-        static = _mount("STATIC_URL", settings.STATIC_URL, lambda: FinderHandler(finders.find, **static_options()), "staticfiles finders")
+        static = _mount(
+            "STATIC_URL",
+            settings.STATIC_URL,
+            lambda: FinderHandler(finders.find, **static_options()),
+            "staticfiles finders",
+        )
     elif settings.STATIC_ROOT:
         static = _mount(
             "STATIC_URL",
@@ -123,5 +133,7 @@ def file_mounts(*, serve_static=True, insecure=False):
             f"STATIC_ROOT {settings.STATIC_ROOT}",
         )
     else:
-        static = Mount("STATIC_URL", None, None, "not served: DEBUG is off and STATIC_ROOT is not set (or use --insecure)")
+        static = Mount(
+            "STATIC_URL", None, None, "not served: DEBUG is off and STATIC_ROOT is not set (or use --insecure)"
+        )
     return [media, static]

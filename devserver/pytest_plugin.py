@@ -20,7 +20,9 @@ def cherrypy_live_server(request):
     """
     from devserver.testing import LiveServer
 
-    address = request.config.getoption("liveserver", None) or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    address = (
+        request.config.getoption("liveserver", None) or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    )
     host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "0")
     server = LiveServer(host, int(port or 0))
     yield server

@@ -7,15 +7,14 @@ import shutil
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
 
 from devserver.media import MediaHandler
-from devserver.server import Server
 
-from .process import ROOT, Runcherrypy
+from .process import ROOT
+from .wsgi import serving
 
 BIG = 8 * 1024 * 1024 + 123
 
@@ -46,13 +45,8 @@ def sendfile_calls(monkeypatch):
 @pytest.fixture
 def file_server(files):
     """A devserver Server with a MediaHandler over ``files``, in a thread of this process."""
-    server = Server(("127.0.0.1", 0), MediaHandler(files), shutdown_timeout=1)
-    server.prepare()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield server
-    server.stop()
-    thread.join(5)
+    with serving(MediaHandler(files)) as server:
+        yield server
 
 
 def fetch(port, path, method="GET", headers=None, connection=None):
@@ -74,7 +68,9 @@ def test_a_body_sent_with_sendfile_is_the_file(file_server, files, sendfile_call
     assert sendfile_calls == [(0, BIG)]
 
 
-@pytest.mark.parametrize("spec, first, last", [("bytes=1000-2999999", 1000, 2999999), ("bytes=-4096", BIG - 4096, BIG - 1)])
+@pytest.mark.parametrize(
+    "spec, first, last", [("bytes=1000-2999999", 1000, 2999999), ("bytes=-4096", BIG - 4096, BIG - 1)]
+)
 def test_a_range_sent_with_sendfile_is_the_slice(file_server, files, sendfile_calls, spec, first, last):
     status, headers, body = fetch(file_server.bind_addr[1], "/big.bin", headers={"Range": spec})
     assert status == 206
@@ -99,7 +95,9 @@ def test_a_small_file_goes_out_with_its_headers_in_one_send(file_server, sendfil
 
 
 def test_keep_alive_survives_head_on_a_django_view(cherrypy_live_server):
-    connection = http.client.HTTPConnection(cherrypy_live_server.thread.host, cherrypy_live_server.thread.port, timeout=10)
+    connection = http.client.HTTPConnection(
+        cherrypy_live_server.thread.host, cherrypy_live_server.thread.port, timeout=10
+    )
     try:
         status, headers, body = fetch(None, "/", "HEAD", connection=connection)
         assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
@@ -110,7 +108,9 @@ def test_keep_alive_survives_head_on_a_django_view(cherrypy_live_server):
 
 
 def test_head_on_a_django_view_sends_no_body(cherrypy_live_server):
-    with socket.create_connection((cherrypy_live_server.thread.host, cherrypy_live_server.thread.port), timeout=5) as client:
+    with socket.create_connection(
+        (cherrypy_live_server.thread.host, cherrypy_live_server.thread.port), timeout=5
+    ) as client:
         client.sendall(b"HEAD / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         received = b""
         while chunk := client.recv(65536):
@@ -198,20 +198,28 @@ def tls_file_server(files, tmp_path):
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
         check=True,
         capture_output=True,
         timeout=60,
     )
-    server = Server(("127.0.0.1", 0), MediaHandler(files), shutdown_timeout=1)
-    server.ssl_adapter = BuiltinSSLAdapter(str(cert), str(key))
-    server.prepare()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield server
-    server.stop()
-    thread.join(5)
+    with serving(MediaHandler(files), ssl_adapter=BuiltinSSLAdapter(str(cert), str(key))) as server:
+        yield server
 
 
 def test_over_tls_a_body_goes_in_blocks_not_sendfile(tls_file_server, files, sendfile_calls):

@@ -34,6 +34,14 @@ def png_size(data):
     return struct.unpack(">II", data[16:24])
 
 
+def fetch_at_once(server, path, count):
+    """``count`` requests for ``path``, all at once; returns their statuses and the seconds they took in all."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(lambda _: fetch(server, path), range(count)))
+    return [status for status, _, _ in results], time.monotonic() - started
+
+
 def tile_sources(page):
     return re.findall(r'<img src="([^"]+)" width="(\d+)" height="(\d+)"', page)
 
@@ -56,7 +64,7 @@ def test_all_36_tiles_load_at_once_with_their_sizes(server):
     # As a browser does: every tile requested at once.
     with ThreadPoolExecutor(max_workers=len(sources)) as pool:
         responses = list(pool.map(lambda source: fetch(server, source[0]), sources))
-    for (src, width, height), (status, headers, data) in zip(sources, responses):
+    for (src, width, height), (status, headers, data) in zip(sources, responses, strict=True):
         assert status == 200, src
         assert headers["Content-Type"] == "image/png"
         assert int(headers["Content-Length"]) == len(data)
@@ -158,11 +166,8 @@ def test_a_percent_encoded_name_is_decoded(server):
 
 def test_concurrent_slow_requests_overlap(server):
     count, seconds = 20, 0.5
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        results = list(pool.map(lambda _: fetch(server, f"/sleep/?seconds={seconds}"), range(count)))
-    elapsed = time.monotonic() - started
-    assert [status for status, _, _ in results] == [200] * count
+    statuses, elapsed = fetch_at_once(server, f"/sleep/?seconds={seconds}", count)
+    assert statuses == [200] * count
     # A server that serialises requests needs count * seconds = 10 s; 10 threads need about 1 s.
     assert elapsed < count * seconds / 2, f"{count} requests of {seconds} s took {elapsed:.1f} s"
 
@@ -204,11 +209,8 @@ def test_sigterm_lets_the_request_in_flight_finish(start_server):
 
 def test_the_pool_grows_for_100_slow_requests(server):
     count, seconds = 100, 1.0
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        results = list(pool.map(lambda _: fetch(server, f"/sleep/?seconds={seconds}"), range(count)))
-    elapsed = time.monotonic() - started
-    assert [status for status, _, _ in results] == [200] * count
+    statuses, elapsed = fetch_at_once(server, f"/sleep/?seconds={seconds}", count)
+    assert statuses == [200] * count
     # The 10 workers it starts with would need 10 s; grown to 100, about 1 s.
     assert elapsed < 5, f"{count} requests of {seconds} s took {elapsed:.1f} s"
 
@@ -216,9 +218,7 @@ def test_the_pool_grows_for_100_slow_requests(server):
 def test_at_max_threads_the_log_says_requests_are_waiting(start_server):
     server = start_server("127.0.0.1:0", "--noreload", "--threads", "2", "--max-threads", "4")
     assert "with 2 to 4 worker threads" in server.output
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: fetch(server, "/sleep/?seconds=1"), range(8)))
-    assert [status for status, _, _ in results] == [200] * 8
-    assert time.monotonic() - started >= 2  # 4 workers at most: two rounds
+    statuses, elapsed = fetch_at_once(server, "/sleep/?seconds=1", 8)
+    assert statuses == [200] * 8
+    assert elapsed >= 2  # 4 workers at most: two rounds
     assert server.wait_for(re.compile(r"All 4 worker threads are busy and \d+ requests are waiting"))

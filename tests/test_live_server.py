@@ -8,11 +8,12 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from django.core.signals import request_finished
 
 from devserver.server import Server
 from devserver.testing import LiveServerTestCase, StaticLiveServerTestCase
+
+from .wsgi import serving
 
 
 def get(url, headers=None):
@@ -95,12 +96,8 @@ def sleeping_app(environ, start_response):
 
 
 def test_the_pool_grows_to_max_then_retires_idle_workers():
-    server = Server(("127.0.0.1", 0), sleeping_app, numthreads=2, max=8, shutdown_timeout=1)
-    server.prepare()
-    server.pool_sizer.idle_timeout = 0.3
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    try:
+    with serving(sleeping_app, numthreads=2, max=8) as server:
+        server.pool_sizer.idle_timeout = 0.3
         url = f"http://127.0.0.1:{server.bind_addr[1]}/?0.5"
         with ThreadPoolExecutor(max_workers=8) as pool:
             started = time.monotonic()
@@ -113,6 +110,3 @@ def test_the_pool_grows_to_max_then_retires_idle_workers():
         while server.pool_sizer.size > 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.pool_sizer.size == 2
-    finally:
-        server.stop()
-        thread.join(5)

@@ -433,7 +433,10 @@ class TestPrecompressed:
         assert response.status_code == 200
         assert response.body == expected
         assert response.header("Content-Encoding") == coding
-        assert response.header("Content-Type") in ("text/javascript; charset=utf-8", "application/javascript; charset=utf-8")
+        assert response.header("Content-Type") in (
+            "text/javascript; charset=utf-8",
+            "application/javascript; charset=utf-8",
+        )
         assert response.header("Content-Length") == str(len(expected))
         assert response.header("Vary") == "Accept-Encoding"
 

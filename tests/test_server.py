@@ -3,11 +3,10 @@ client gets, including malformed input."""
 
 import json
 import socket
-import threading
 
 import pytest
 
-from devserver.server import Server
+from .wsgi import serving
 
 
 def echo_app(environ, start_response):
@@ -26,13 +25,8 @@ def echo_app(environ, start_response):
 
 @pytest.fixture(scope="module")
 def port():
-    server = Server(("127.0.0.1", 0), echo_app, shutdown_timeout=1)
-    server.prepare()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield server.bind_addr[1]
-    server.stop()
-    thread.join(5)
+    with serving(echo_app) as server:
+        yield server.bind_addr[1]
 
 
 def exchange(port, raw):

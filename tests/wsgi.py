@@ -1,5 +1,7 @@
-"""Calling a WSGI application in-process, as a server would."""
+"""Calling a WSGI application in-process, as a server would, or serving it from a thread of the test process."""
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from wsgiref.util import setup_testing_defaults
 
@@ -47,3 +49,21 @@ def call(app, path, method="GET", **headers):
         if hasattr(body, "close"):
             body.close()
     return Response(started["status"], started["headers"], data)
+
+
+@contextmanager
+def serving(app, ssl_adapter=None, **options):
+    """A ``devserver.server.Server`` running ``app`` on a free loopback port in a thread of this process, for the
+    ``with`` block; ``options`` are the Server's keyword arguments."""
+    from devserver.server import Server
+
+    server = Server(("127.0.0.1", 0), app, **{"shutdown_timeout": 1, **options})
+    server.ssl_adapter = ssl_adapter
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(5)

@@ -97,9 +97,7 @@ def threads_range(pool):
 
 
 class Command(RunserverCommand):
-    help = (
-        "Starts the project on cheroot, a multithreaded HTTP/WSGI server, serving MEDIA_URL and STATIC_URL too."
-    )
+    help = "Starts the project on cheroot, a multithreaded HTTP/WSGI server, serving MEDIA_URL and STATIC_URL too."
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
@@ -107,7 +105,10 @@ class Command(RunserverCommand):
         parser.add_argument("-p", "--port", help="Port to listen on (instead of addrport).")
         for option in SERVER_OPTIONS:
             parser.add_argument(
-                option.flag, dest=option.keyword, metavar=option.metavar, help=f"{option.help} Default: {option.default}."
+                option.flag,
+                dest=option.keyword,
+                metavar=option.metavar,
+                help=f"{option.help} Default: {option.default}.",
             )
         parser.add_argument(
             "--nostatic",
