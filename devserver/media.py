@@ -182,9 +182,8 @@ class Representation:
 
     ``identity``: ``(st_ino, st_size, st_mtime_ns, st_ctime_ns)``. ``size``: bytes; ``mtime``: whole seconds since
     the epoch (Last-Modified has one-second resolution); ``etag``: a strong entity tag, quoted, a digest of the
-    identity; ``headers``: the 200 response's
-    header list; ``validator_headers``: what a 304 repeats (RFC 9110 §15.4.5); ``body``: the content when it is at
-    most ``MEMORY_BODY_SIZE`` bytes and could be read, else ``None``.
+    identity; ``headers``: the 200 response's header list; ``validator_headers``: what a 304 repeats (RFC 9110
+    §15.4.5); ``body``: the content when it is at most ``MEMORY_BODY_SIZE`` bytes and could be read, else ``None``.
     """
 
     __slots__ = (
@@ -293,11 +292,10 @@ def describe(path, st, *, type_name=None, encoding=None, vary=False, cache_contr
     """Return the ``Representation`` of the regular file at ``path`` whose ``os.stat`` result is ``st``.
 
     ``type_name``: the name whose type is the Content-Type (default: ``path``; for a precompressed sibling, the
-    original's); ``encoding``: its Content-Encoding, for a
-    precompressed sibling; ``vary``: whether the file has siblings, so responses carry ``Vary: Accept-Encoding``;
-    ``cache_control``: the Cache-Control value, or ``None``. The result is cached while the file's identity (inode,
-    size, mtime, ctime) and these arguments stay the same: a file replaced or rewritten, even within one mtime tick,
-    gets a new description.
+    original's); ``encoding``: its Content-Encoding, for a precompressed sibling; ``vary``: whether the file has
+    siblings, so responses carry ``Vary: Accept-Encoding``; ``cache_control``: the Cache-Control value, or ``None``.
+    The result is cached while the file's identity (inode, size, mtime, ctime) and these arguments stay the same: a
+    file replaced or rewritten, even within one mtime tick, gets a new description.
     """
     identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     return _describe(path, identity, type_name or path, encoding, vary, cache_control)

@@ -12,9 +12,9 @@ import sys
 import threading
 import time
 
-from cheroot import makefile
 from cheroot import server as cheroot_server
 from cheroot import wsgi
+from cheroot.makefile import MakeFile, StreamReader
 
 from .media import FileIterator
 
@@ -118,8 +118,9 @@ class Gateway(wsgi.Gateway_10):
                 environ["X_REMOTE_PID"] = str(conn.peer_pid)
                 environ["X_REMOTE_UID"] = str(conn.peer_uid)
                 environ["X_REMOTE_GID"] = str(conn.peer_gid)
-                environ["X_REMOTE_USER"] = environ["REMOTE_USER"] = str(conn.peer_user)
+                environ["X_REMOTE_USER"] = str(conn.peer_user)
                 environ["X_REMOTE_GROUP"] = str(conn.peer_group)
+                environ["REMOTE_USER"] = environ["X_REMOTE_USER"]
             except RuntimeError:
                 pass
         else:
@@ -296,9 +297,6 @@ class DropUnderscoreHeaderReader(cheroot_server.HeaderReader):
                     value = existing + b", " + value
             hdict[name] = value
 
-    def _allow_header(self, key_name):
-        return b"_" not in key_name
-
 
 _date = (0, b"")
 
@@ -326,7 +324,7 @@ class Request(cheroot_server.HTTPRequest):
         super().send_headers()
 
 
-class LineReader(makefile.StreamReader):
+class LineReader(StreamReader):
     """cheroot's socket reader with a fast ``readline``.
 
     cheroot reads the request line and each header line with ``readline`` from a pure-Python (``_pyio``) buffered
@@ -350,18 +348,15 @@ class LineReader(makefile.StreamReader):
 def _make_file(sock, mode="r", bufsize=io.DEFAULT_BUFFER_SIZE):
     if "r" in mode:
         return LineReader(sock, mode, bufsize)
-    return makefile.MakeFile(sock, mode, bufsize)
+    return MakeFile(sock, mode, bufsize)
 
 
 class Connection(cheroot_server.HTTPConnection):
     RequestHandlerClass = Request
 
-    def __init__(self, server, sock, makefile=makefile.MakeFile):
+    def __init__(self, server, sock, makefile=MakeFile):
         # A TLS adapter brings its own file maker; cheroot's own gets the fast reader.
-        super().__init__(server, sock, _make_file if makefile is _CHEROOT_MAKEFILE else makefile)
-
-
-_CHEROOT_MAKEFILE = makefile.MakeFile
+        super().__init__(server, sock, _make_file if makefile is MakeFile else makefile)
 
 
 class PoolSizer(threading.Thread):
