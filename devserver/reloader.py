@@ -17,10 +17,14 @@ from django.utils import autoreload
 
 from .server import STOP_SIGNALS, StopSignals
 
-__all__ = ["RELOAD_EXIT_CODE", "is_reloader_child", "restart_with_reloader", "run_reloader_child"]
+__all__ = ["RELOAD_EXIT_CODE", "RELOAD_GRACE", "is_reloader_child", "restart_with_reloader", "run_reloader_child"]
 
 RELOAD_EXIT_CODE = 3
 """The child's exit status that asks for a restart (``django.utils.autoreload.trigger_reload``)."""
+
+RELOAD_GRACE = 0.5
+"""Seconds that requests in flight get to finish on a reload, twice (cheroot's shutdown timeout, then the wait for
+its workers): a download or a long poll must not hold up the new code."""
 
 logger = logging.getLogger("django.utils.autoreload")
 

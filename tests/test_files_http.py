@@ -238,3 +238,66 @@ def test_over_tls_a_body_goes_in_blocks_not_sendfile(tls_file_server, files, sen
     assert response.status == 206
     assert body == (files / "big.bin").read_bytes()[100:]
     assert sendfile_calls == []
+
+
+class TestRulesOverHTTP:
+    """The rules of tests/test_media.py that a client meets on the wire, against a real server."""
+
+    @pytest.fixture
+    def root(self, tmp_path):
+        (tmp_path / "digits.txt").write_bytes(b"0123456789")
+        (tmp_path / "café ünïcode.txt").write_text("accents\n")
+        return tmp_path
+
+    @pytest.fixture
+    def port(self, root):
+        with serving(MediaHandler(root, cache_control="no-cache")) as server:
+            yield server.bind_addr[1]
+
+    def test_validators_cache_control_and_accept_ranges(self, port):
+        status, headers, body = fetch(port, "/digits.txt")
+        assert (status, body) == (200, b"0123456789")
+        assert headers["Accept-Ranges"] == "bytes"
+        assert headers["Cache-Control"] == "no-cache"
+        status, headers, body = fetch(port, "/digits.txt", headers={"If-None-Match": headers["ETag"]})
+        assert (status, body, headers["Cache-Control"]) == (304, b"", "no-cache")
+
+    @pytest.mark.parametrize(
+        "range_, status, body, content_range",
+        [
+            ("bytes=2-4", 206, b"234", "bytes 2-4/10"),
+            ("bytes=-3", 206, b"789", "bytes 7-9/10"),
+            ("bytes=8-100", 206, b"89", "bytes 8-9/10"),
+            ("bytes=10-", 416, None, "bytes */10"),
+            ("bytes=0-1,4-5", 200, b"0123456789", None),
+            ("lines=1-2", 200, b"0123456789", None),
+        ],
+    )
+    def test_ranges(self, port, range_, status, body, content_range):
+        got_status, headers, got_body = fetch(port, "/digits.txt", headers={"Range": range_})
+        assert got_status == status
+        assert headers["Content-Range"] == content_range
+        if body is not None:
+            assert got_body == body
+
+    def test_if_range(self, port):
+        etag = fetch(port, "/digits.txt")[1]["ETag"]
+        assert fetch(port, "/digits.txt", headers={"Range": "bytes=0-0", "If-Range": etag})[0] == 206
+        assert fetch(port, "/digits.txt", headers={"Range": "bytes=0-0", "If-Range": '"stale"'})[0] == 200
+
+    def test_a_utf8_name_requested_percent_encoded(self, port):
+        status, _, body = fetch(port, "/caf%C3%A9%20%C3%BCn%C3%AFcode.txt")
+        assert (status, body) == (200, b"accents\n")
+
+    def test_files_written_and_changed_under_the_running_server(self, port, root):
+        assert fetch(port, "/late.txt")[0] == 404
+        (root / "late.txt").write_text("first\n")
+        status, headers, body = fetch(port, "/late.txt")
+        assert (status, body) == (200, b"first\n")
+        mtime_ns = (root / "late.txt").stat().st_mtime_ns
+        time.sleep(0.02)
+        (root / "late.txt").write_text("again\n")  # same size, and within the same second
+        os.utime(root / "late.txt", ns=(mtime_ns, mtime_ns))
+        status, changed, body = fetch(port, "/late.txt", headers={"If-None-Match": headers["ETag"]})
+        assert (status, body) == (200, b"again\n")
+        assert changed["ETag"] != headers["ETag"]

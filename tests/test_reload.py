@@ -58,8 +58,8 @@ def project(tmp_path):
 def reloading(project, tmp_path):
     started = []
 
-    def start():
-        server = Runcherrypy(tmp_path, f"127.0.0.1:{free_port()}", cwd=project, PYTHONPATH=str(ROOT))
+    def start(**env):
+        server = Runcherrypy(tmp_path, f"127.0.0.1:{free_port()}", cwd=project, PYTHONPATH=str(ROOT), **env)
         started.append(server)
         assert server.wait_for("Watching for file changes with")
         # StatReloader's first pass records the files' mtimes: an edit made before it is the baseline, not a
@@ -129,3 +129,26 @@ def test_stopping_under_the_reloader_lets_the_request_in_flight_finish(reloading
     assert "Server stopped." in server.output
     with pytest.raises(ConnectionRefusedError):  # the child is gone too
         get(server.port, "/")
+
+
+def test_a_stalled_download_does_not_hold_up_a_reload(project, reloading, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    with open(media / "huge.bin", "wb") as file:
+        file.truncate(256 * 1024 * 1024)  # sparse; far more than the socket buffers hold
+    server = reloading(DJANGO_MEDIA_ROOT=str(media))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as download:
+        download.sendall(b"GET /media/huge.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        received = len(download.recv(1024 * 1024))  # then it stops reading
+        edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
+        seconds = wait_for_body(server.port, "/sleep/?seconds=0", b'"edited": true', timeout=15)
+        # Waiting out the download would take the 5 s shutdown timeout and 2 s more.
+        assert seconds is not None and seconds < 5, (seconds, server.output)
+        # The old process cut the download off: what was in flight arrives, then the end.
+        try:
+            while chunk := download.recv(1024 * 1024):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+    assert received < 256 * 1024 * 1024
+    assert "were cut off" in server.output

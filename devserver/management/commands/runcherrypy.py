@@ -18,7 +18,13 @@ from django.db import connections
 from django.utils import autoreload
 
 from devserver.mounts import file_mounts
-from devserver.reloader import RELOAD_EXIT_CODE, is_reloader_child, restart_with_reloader, run_reloader_child
+from devserver.reloader import (
+    RELOAD_EXIT_CODE,
+    RELOAD_GRACE,
+    is_reloader_child,
+    restart_with_reloader,
+    run_reloader_child,
+)
 from devserver.server import Server, StopSignals, build_application, serve_in_thread, stop_gracefully
 
 # runserver's wording for the usual bind failures.
@@ -214,21 +220,29 @@ class Command(RunserverCommand):
         with self._server_lock:
             self._stopping = True
             server = self.server
-        if server is not None:
-            stopped = stop_gracefully(server, give_up=give_up)
-            self.finish(stopped, exit_status=RELOAD_EXIT_CODE if reloading else 1, quiet=reloading)
+        if server is None:
+            return
+        if not reloading:
+            self.finish(stop_gracefully(server, give_up=give_up), exit_status=1)
+            return
+        # A reload must not wait on a download or a long poll: requests get RELOAD_GRACE seconds, then the old
+        # process ends and its connections close with it.
+        server.shutdown_timeout = min(server.shutdown_timeout, RELOAD_GRACE)
+        if not stop_gracefully(server, grace=RELOAD_GRACE, give_up=give_up):
+            self.stderr.write(f"Reloading: requests still running after {2 * RELOAD_GRACE:g} s were cut off.")
+            self.stderr.flush()
+            os._exit(RELOAD_EXIT_CODE)
 
     def on_stopping(self, signum):
         timeout = f" up to {self.server.shutdown_timeout:g} s" if self.server is not None else ""
         self.stdout.write(f"Stopping: waiting{timeout} for requests in flight...")
         self.stdout.flush()
 
-    def finish(self, stopped, *, exit_status, quiet=False):
+    def finish(self, stopped, *, exit_status):
         """Say how the server stopped; when requests were still running, end the process with ``exit_status``
         (their threads would keep it alive)."""
         if stopped:
-            if not quiet:
-                self.stdout.write("Server stopped.")
+            self.stdout.write("Server stopped.")
             return
         self.stderr.write("Requests were still running when the shutdown timeout ran out; exiting anyway.")
         self.stdout.flush()
