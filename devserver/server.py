@@ -261,7 +261,8 @@ class DropUnderscoreHeaderReader(cheroot_server.HeaderReader):
     compares ``str`` with ``bytes`` and raises ``TypeError`` on every request in 11.1.)
 
     Same rules as ``cheroot.server.HeaderReader.__call__`` (``ValueError`` for what must be a 400; continuation
-    lines; repeated comma-separated headers folded), in one loop without two method calls per line.
+    lines; repeated comma-separated headers folded), in one loop without two method calls per line; and
+    ``Content-Length`` headers that disagree are a 400 rather than "the last one wins".
     """
 
     def __call__(self, rfile, hdict=None):
@@ -291,6 +292,10 @@ class DropUnderscoreHeaderReader(cheroot_server.HeaderReader):
                 allowed = b"_" not in name
             if not allowed:
                 continue
+            if name == b"Content-Length" and hdict.get(name, value) != value:
+                # cheroot keeps the last one (upstream issue 737): a way to smuggle a request past a proxy that
+                # reads the first. RFC 9112 §6.3: an unrecoverable error.
+                raise ValueError("Conflicting Content-Length headers.")
             if name in _COMMA_SEPARATED:
                 existing = hdict.get(name)
                 if existing:

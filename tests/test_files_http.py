@@ -2,6 +2,7 @@
 
 import gzip
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -102,7 +103,7 @@ def test_keep_alive_survives_head_on_a_django_view(cherrypy_live_server):
         status, headers, body = fetch(None, "/", "HEAD", connection=connection)
         assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
         status, _, body = fetch(None, "/sleep/?seconds=0", connection=connection)
-        assert (status, body) == (200, b'{"slept": 0.0}')
+        assert status == 200 and "slept" in json.loads(body)
     finally:
         connection.close()
 

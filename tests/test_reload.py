@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
@@ -73,14 +74,23 @@ def reloading(project, tmp_path):
 
 
 def edit(path, old, new):
+    """Replace ``old`` by ``new`` in the file at once, as editors that save atomically do: written in place, the
+    reloader could see the truncated file and the written one as two changes."""
     text = path.read_text()
     assert old in text
-    path.write_text(text.replace(old, new))
+    replace(path, text.replace(old, new))
+
+
+def replace(path, text):
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def test_a_saved_change_is_served_by_new_code(project, reloading):
     server = reloading()
-    assert get(server.port, "/sleep/?seconds=0") == (200, b'{"slept": 0.0}')
+    status, body = get(server.port, "/sleep/?seconds=0")
+    assert status == 200 and "edited" not in json.loads(body)
 
     edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
     # StatReloader looks once a second, and a new process starts: about 1-2 s.
@@ -96,7 +106,7 @@ def test_a_syntax_error_is_shown_and_fixing_it_brings_the_server_back(project, r
     views = project / "cherrytest/app/views.py"
     good = views.read_text()
     lines_before = len(server.lines)
-    views.write_text(good + "\ndef broken(:\n")
+    replace(views, good + "\ndef broken(:\n")
     assert server.wait_for("SyntaxError", after=lines_before), server.output
     with pytest.raises(ConnectionRefusedError):
         get(server.port, "/")
@@ -106,7 +116,7 @@ def test_a_syntax_error_is_shown_and_fixing_it_brings_the_server_back(project, r
     # The broken file joins the watch list when the error happens (during the checks, after the watcher's first
     # pass); the next pass records its mtime and only the one after can see a change: up to 2 s.
     time.sleep(2.5)
-    views.write_text(good)
+    replace(views, good)
     server.wait_for_banner(timeout=15, after=lines_before)
     assert get(server.port, "/sleep/?seconds=0")[0] == 200
 

@@ -129,12 +129,20 @@ def test_a_request_sent_a_byte_at_a_time(port):
         b"GET / HTTP/1.1\r\n continuation first\r\nHost: h\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: h\nX-Bare-LF: 1\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: nope\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\nhello",
     ],
 )
 def test_malformed_headers_get_400_and_the_server_carries_on(port, raw):
     ((status, _, _),) = exchange(port, raw)
     assert status.startswith("HTTP/1.1 400")
     assert environ_of(port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")["PATH_INFO"] == "/"
+
+
+def test_repeated_content_length_headers_that_agree_are_accepted(port):
+    seen = environ_of(
+        port, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+    )
+    assert (seen["CONTENT_LENGTH"], seen["body"]) == ("2", "hi")
 
 
 def test_a_header_that_is_not_str_is_a_500(port):
