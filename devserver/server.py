@@ -3,7 +3,6 @@
 Nothing here reads Django settings; ``devserver.mounts`` decides what is mounted and the command wires it up.
 """
 
-import email.utils
 import io
 import logging
 import signal
@@ -15,6 +14,7 @@ import time
 from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.makefile import MakeFile, StreamReader
+from django.utils.http import http_date
 
 from .media import FileIterator
 
@@ -312,7 +312,7 @@ def current_date():
     now = int(time.time())
     second, value = _date
     if second != now:
-        value = email.utils.formatdate(now, usegmt=True).encode("ascii")
+        value = http_date(now).encode("ascii")
         _date = (now, value)
     return value
 
