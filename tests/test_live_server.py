@@ -1,6 +1,8 @@
 """The live servers for tests: the pytest fixture and the TestCase counterparts, on cheroot, in-process."""
 
 import json
+
+import pytest
 import socket
 import struct
 import threading
@@ -110,3 +112,55 @@ def test_the_pool_grows_to_max_then_retires_idle_workers():
         while server.pool_sizer.size > 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.pool_sizer.size == 2
+
+
+def admin_login(base_url, username, password):
+    """Log in to the admin as a browser does (the login form, its CSRF token and cookie); return the final
+    page's status and body."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(base_url + "/admin/login/?next=/admin/", timeout=10) as response:
+        form = response.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)[1]
+    data = urllib.parse.urlencode(
+        {"csrfmiddlewaretoken": token, "username": username, "password": password, "next": "/admin/"}
+    ).encode()
+    request = urllib.request.Request(base_url + "/admin/login/?next=/admin/", data=data)
+    request.add_header("Referer", base_url + "/admin/login/")
+    with opener.open(request, timeout=10) as response:
+        return response.status, response.geturl(), response.read().decode()
+
+
+def check_the_server_sees_the_tests_data(live_server_url, django_user_model):
+    django_user_model.objects.create_superuser("admin", "admin@example.test", "a-long-password-1")
+    django_user_model.objects.create_user("other", "other@example.test", "a-long-password-2")
+    status, url, page = admin_login(live_server_url, "admin", "a-long-password-1")
+    assert (status, url) == (200, live_server_url + "/admin/"), page[:500]
+    assert "Site administration" in page
+    _, _, body = get(live_server_url + "/test/users/")
+    assert json.loads(body) == {"users": 2}
+
+
+def test_the_live_server_sees_the_tests_data(cherrypy_live_server, django_user_model, settings):
+    settings.ROOT_URLCONF = "tests.urls"
+    check_the_server_sees_the_tests_data(cherrypy_live_server.url, django_user_model)
+
+
+def test_the_live_server_sees_the_tests_data_beside_the_db_fixture(cherrypy_live_server, db, django_user_model, settings):
+    settings.ROOT_URLCONF = "tests.urls"
+    check_the_server_sees_the_tests_data(cherrypy_live_server.url, django_user_model)
+
+
+@pytest.mark.django_db
+def test_the_live_server_sees_the_tests_data_under_the_django_db_mark(cherrypy_live_server, django_user_model, settings):
+    settings.ROOT_URLCONF = "tests.urls"
+    check_the_server_sees_the_tests_data(cherrypy_live_server.url, django_user_model)
+
+
+def test_each_test_starts_with_an_empty_database(cherrypy_live_server, settings):
+    settings.ROOT_URLCONF = "tests.urls"
+    _, _, body = get(cherrypy_live_server + "/test/users/")
+    assert json.loads(body) == {"users": 0}

@@ -17,7 +17,15 @@ def slow_redirect(request):
     return HttpResponseRedirect("/")
 
 
+def user_count(request):
+    """How many users the database holds, as the server's thread sees it."""
+    from django.contrib.auth import get_user_model
+
+    return JsonResponse({"users": get_user_model().objects.count()})
+
+
 urlpatterns = [
+    path("test/users/", user_count),
     path("test/headers/", headers),
     path("test/slow-redirect/", slow_redirect),
     path("", include("cherrytest.urls")),
