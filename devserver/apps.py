@@ -6,3 +6,6 @@ class DevserverConfig(AppConfig):
 
     name = "devserver"
     verbose_name = "runcherrypy"
+
+    def ready(self):
+        from . import checks  # noqa: F401 - registers the system checks

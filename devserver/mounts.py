@@ -1,30 +1,32 @@
 """What ``runcherrypy`` mounts beside the Django application, read from the settings.
 
 This is the one module that reads ``django.conf.settings`` for file serving; the handlers it builds take plain
-arguments. Its own settings, all optional:
-
-- ``RUNCHERRYPY_STATIC_MAX_AGE``: seconds a browser may keep a static file without asking again (default 0 under
-  DEBUG, so every change shows at once, else 60). 0 means ``Cache-Control: no-cache``: revalidate every time,
-  which costs a 304.
-- ``RUNCHERRYPY_IMMUTABLE_FILE_TEST``: which static files never change and get
-  ``Cache-Control: max-age=31536000, immutable``: a callable taking the path below STATIC_URL, or a regular
-  expression searched in it. Default: names carrying ManifestStaticFilesStorage's content hash
-  (``css/base.27e20196a850.css``).
-- ``RUNCHERRYPY_MEDIA_CACHE_CONTROL``: Cache-Control of media files, which users upload and may replace under the
-  same name (default ``no-cache``: revalidate on every request).
+arguments. Its own settings (``RUNCHERRYPY_STATIC_MAX_AGE``, ``RUNCHERRYPY_IMMUTABLE_FILE_TEST``,
+``RUNCHERRYPY_MEDIA_CACHE_CONTROL``) are declared, with their defaults, in ``devserver.options``.
 """
 
-import re
+import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.core.exceptions import ImproperlyConfigured
+from django.core.servers.basehttp import get_internal_wsgi_application
 
-from .media import FinderHandler, MediaHandler, hashed_name
+from .media import FinderHandler, MediaHandler
+from .options import OptionError, resolve
+from .server import build_application
 
-__all__ = ["Mount", "file_mounts", "media_options", "static_options", "url_prefix"]
+__all__ = [
+    "Mount",
+    "file_mounts",
+    "media_options",
+    "project_application",
+    "static_options",
+    "static_root_state",
+    "url_prefix",
+]
 
 
 @dataclass(frozen=True)
@@ -66,30 +68,47 @@ def url_prefix(url):
     return prefix, None
 
 
+def _settings_options(*names):
+    try:
+        return resolve(names, {}, settings)
+    except OptionError as error:
+        raise ImproperlyConfigured(str(error)) from None
+
+
 def static_options():
-    """``FileHandler`` keyword arguments for static files, from the settings above."""
-    max_age = getattr(settings, "RUNCHERRYPY_STATIC_MAX_AGE", 0 if settings.DEBUG else 60)
-    if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
-        raise ImproperlyConfigured(f"RUNCHERRYPY_STATIC_MAX_AGE must be a whole number of seconds, got {max_age!r}.")
-    immutable = getattr(settings, "RUNCHERRYPY_IMMUTABLE_FILE_TEST", hashed_name)
-    if isinstance(immutable, str):
-        try:
-            immutable = re.compile(immutable).search
-        except re.error as error:
-            raise ImproperlyConfigured(
-                f"RUNCHERRYPY_IMMUTABLE_FILE_TEST is not a valid regular expression: {error}."
-            ) from None
-    elif immutable is not None and not callable(immutable):
-        raise ImproperlyConfigured("RUNCHERRYPY_IMMUTABLE_FILE_TEST must be a callable or a regular expression.")
-    return {"cache_control": f"max-age={max_age}, public" if max_age else "no-cache", "immutable": immutable}
+    """``FileHandler`` keyword arguments for static files, from the settings above (``ImproperlyConfigured`` for
+    a bad value)."""
+    values = _settings_options("static_max_age", "immutable_file_test")
+    max_age = values["static_max_age"]
+    return {
+        "cache_control": f"max-age={max_age}, public" if max_age else "no-cache",
+        "immutable": values["immutable_file_test"],
+    }
 
 
 def media_options():
     """``FileHandler`` keyword arguments for media files, from the settings above."""
-    cache_control = getattr(settings, "RUNCHERRYPY_MEDIA_CACHE_CONTROL", "no-cache")
-    if cache_control is not None and not isinstance(cache_control, str):
-        raise ImproperlyConfigured("RUNCHERRYPY_MEDIA_CACHE_CONTROL must be a string or None.")
-    return {"cache_control": cache_control or None}
+    return {"cache_control": _settings_options("media_cache_control")["media_cache_control"]}
+
+
+def static_root_state():
+    """``None`` when STATIC_ROOT is a folder with something in it, else what is wrong, for the banner and the
+    system check: ``"is not set"``, ``"does not exist"``, ``"is empty"`` (``collectstatic`` never ran), ``"is not a
+    directory"`` or ``"cannot be read (...)"``."""
+    root = settings.STATIC_ROOT
+    if not root:
+        return "is not set"
+    try:
+        with os.scandir(root) as entries:
+            if next(entries, None) is None:
+                return "is empty"
+    except FileNotFoundError:
+        return "does not exist"
+    except NotADirectoryError:
+        return "is not a directory"
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    return None
 
 
 def _mount(setting, url, make_app, source):
@@ -126,14 +145,24 @@ def file_mounts(*, serve_static=True, insecure=False):
             "staticfiles finders",
         )
     elif settings.STATIC_ROOT:
+        problem = static_root_state()
         static = _mount(
             "STATIC_URL",
             settings.STATIC_URL,
             lambda: MediaHandler(settings.STATIC_ROOT, **static_options()),
-            f"STATIC_ROOT {settings.STATIC_ROOT}",
+            f"STATIC_ROOT {settings.STATIC_ROOT}"
+            + (f", which {problem}: every static file is a 404 (run collectstatic)" if problem else ""),
         )
     else:
         static = Mount(
             "STATIC_URL", None, None, "not served: DEBUG is off and STATIC_ROOT is not set (or use --insecure)"
         )
     return [media, static]
+
+
+def project_application(*, serve_static=True, insecure=False):
+    """The WSGI application ``runcherrypy`` serves, and its ``file_mounts``: the project's own
+    (``WSGI_APPLICATION``, so middleware in its ``wsgi.py`` is kept) at the root, MEDIA_URL and STATIC_URL beside
+    it. Returns ``(application, mounts)``."""
+    mounts = file_mounts(serve_static=serve_static, insecure=insecure)
+    return build_application(get_internal_wsgi_application(), mounts), mounts

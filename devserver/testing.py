@@ -8,14 +8,12 @@ import time
 
 from django.conf import settings
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase as DjangoStaticLiveServerTestCase
-from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
 from django.test import LiveServerTestCase as DjangoLiveServerTestCase
-from django.test.testcases import LiveServerThread
 from django.test.utils import modify_settings
 
-from .mounts import file_mounts
-from .server import Server, build_application
+from .mounts import project_application
+from .server import ServingThread, create_server
 
 __all__ = [
     "CherootLiveServerThread",
@@ -44,42 +42,35 @@ def _with_connections(app, overrides):
     return application
 
 
-class CherootLiveServerThread(LiveServerThread):
-    """Django's ``LiveServerThread`` running cheroot: the project's WSGI application (``WSGI_APPLICATION``) with
-    MEDIA_URL and STATIC_URL mounted as ``runcherrypy`` mounts them.
+class CherootLiveServerThread(ServingThread):
+    """The counterpart of Django's ``LiveServerThread`` (same constructor, ``host``, ``port``, ``is_ready``,
+    ``error``, ``terminate()``), serving the project's application with MEDIA_URL and STATIC_URL mounted as
+    ``runcherrypy`` mounts them, on a ``devserver.server.Server``.
 
     ``insecure_static``: serve static files through the staticfiles finders (as under DEBUG) rather than from
-    STATIC_ROOT. ``server_options``: keyword arguments for ``devserver.server.Server`` (``numthreads``, ``max``,
-    ``shutdown_timeout``, ...). The ``static_handler`` argument of Django's thread is accepted and not used.
+    STATIC_ROOT. ``server_options``: keyword arguments for ``devserver.server.create_server`` (``numthreads``,
+    ``max``, ``shutdown_timeout``, ...). The ``static_handler`` argument of Django's thread is accepted and not
+    used. ``connections_override`` (alias → connection) is used by every worker thread.
     """
 
     insecure_static = False
     server_options = {"shutdown_timeout": 1}
 
-    def run(self):
+    def __init__(self, host, static_handler=None, connections_override=None, port=0):
+        self.host = host
+        self.connections_override = connections_override or {}
+        application, self.mounts = project_application(serve_static=True, insecure=self.insecure_static)
         if self.connections_override:
-            for alias, conn in self.connections_override.items():
-                connections[alias] = conn
-        try:
-            mounts = file_mounts(serve_static=True, insecure=self.insecure_static)
-            application = build_application(get_internal_wsgi_application(), mounts)
-            if self.connections_override:
-                application = _with_connections(application, self.connections_override)
-            self.httpd = Server((self.host, self.port), application, **self.server_options)
-            self.httpd.prepare()
-            self.port = self.httpd.bind_addr[1]
-            self.is_ready.set()
-            self.httpd.serve()
-        except Exception as error:
-            self.error = error
-            self.is_ready.set()
-        finally:
-            connections.close_all()
+            application = _with_connections(application, self.connections_override)
+        super().__init__(create_server((host, port), application, **self.server_options), name="cheroot-live-server")
 
-    def terminate(self):
-        if hasattr(self, "httpd"):
-            self.httpd.stop()
-        self.join()
+    @property
+    def port(self):
+        return self.server.bind_addr[1]
+
+    @property
+    def httpd(self):
+        return self.server
 
 
 class StaticCherootLiveServerThread(CherootLiveServerThread):
@@ -114,19 +105,17 @@ class LiveServer:
         if static_files is None:
             static_files = "finders" if "django.contrib.staticfiles" in settings.INSTALLED_APPS else "root"
         thread_class = StaticCherootLiveServerThread if static_files == "finders" else CherootLiveServerThread
-        self.thread = thread_class(host, None, connections_override=sqlite_memory_connections(), port=port)
-        self.thread.daemon = True
-        self.modified_settings = modify_settings(ALLOWED_HOSTS={"append": host})
         started = time.monotonic()
+        self.thread = thread_class(host, None, connections_override=sqlite_memory_connections(), port=port)
+        self.modified_settings = modify_settings(ALLOWED_HOSTS={"append": host})
         for conn in self.thread.connections_override.values():
             conn.inc_thread_sharing()
-        self.thread.start()
-        self.thread.is_ready.wait()
+        try:
+            self.thread.start_serving()
+        except BaseException:
+            self._release_connections()
+            raise
         self.startup_seconds = time.monotonic() - started
-        if self.thread.error:
-            error = self.thread.error
-            self.stop()
-            raise error
 
     @property
     def url(self):
@@ -140,6 +129,9 @@ class LiveServer:
 
     def stop(self):
         self.thread.terminate()
+        self._release_connections()
+
+    def _release_connections(self):
         for conn in self.thread.connections_override.values():
             conn.dec_thread_sharing()
 

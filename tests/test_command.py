@@ -16,7 +16,14 @@ def parsed(monkeypatch):
     seen = {}
 
     def record(self, **options):
-        seen.update(addr=self.addr, port=self.port, ipv6=self.use_ipv6, server=self.server_options, options=options)
+        seen.update(
+            addr=self.addr,
+            port=self.port,
+            ipv6=self.use_ipv6,
+            server=self.server_options,
+            reload=self.values["use_reloader"],
+            options=options,
+        )
 
     monkeypatch.setattr(Command, "run", record)
 
@@ -50,11 +57,51 @@ def test_addrport_as_runserver_takes_it(parsed, args, addr, port, ipv6):
     assert (seen["addr"], seen["port"], seen["ipv6"]) == (addr, port, ipv6)
 
 
-def test_only_the_options_given_reach_the_server(parsed):
-    assert parsed()["server"] == {}
+def test_the_server_gets_the_options_over_the_settings_over_the_defaults(parsed, settings):
+    assert parsed()["server"] == {"numthreads": 10, "shutdown_timeout": 5}
     assert parsed("--threads", "4", "--shutdown-timeout", "0.5")["server"] == {"numthreads": 4, "shutdown_timeout": 0.5}
-    assert parsed("--threads", "2", "--max-threads", "2")["server"] == {"numthreads": 2, "max": 2}
-    assert parsed("--nothreading")["server"] == {"numthreads": 1, "max": 1}
+    assert parsed("--threads", "2", "--max-threads", "2")["server"] == {"numthreads": 2, "max": 2, "shutdown_timeout": 5}
+    assert parsed("--nothreading")["server"] == {"numthreads": 1, "max": 1, "shutdown_timeout": 5}
+    settings.RUNCHERRYPY_THREADS = 3
+    settings.RUNCHERRYPY_MAX_THREADS = 30
+    settings.RUNCHERRYPY_SHUTDOWN_TIMEOUT = 1.5
+    assert parsed()["server"] == {"numthreads": 3, "max": 30, "shutdown_timeout": 1.5}
+    assert parsed("--threads", "5")["server"] == {"numthreads": 5, "max": 30, "shutdown_timeout": 1.5}
+
+
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("RUNCHERRYPY_THREADS", 0, "RUNCHERRYPY_THREADS: expected a whole number of at least 1, got 0."),
+        ("RUNCHERRYPY_THREADS", "4", "RUNCHERRYPY_THREADS: expected a number, not the text '4'."),
+        ("RUNCHERRYPY_SHUTDOWN_TIMEOUT", -1, "RUNCHERRYPY_SHUTDOWN_TIMEOUT: expected a number of seconds"),
+        ("RUNCHERRYPY_RELOAD", "yes", "RUNCHERRYPY_RELOAD: expected True or False, got 'yes'."),
+    ],
+)
+def test_a_bad_setting_is_the_same_one_line_error(settings, setting, value, message):
+    setattr(settings, setting, value)
+    with pytest.raises(CommandError) as raised:
+        call_command("runcherrypy")
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "debug, args, setting, expected",
+    [
+        (True, (), None, True),
+        (False, (), None, False),  # production: no restart on a file change unless asked for
+        (False, ("--reload",), None, True),
+        (True, ("--noreload",), None, False),
+        (False, (), True, True),
+        (True, (), False, False),
+        (True, ("--reload",), False, True),
+    ],
+)
+def test_the_reloader_follows_debug_unless_told(parsed, settings, debug, args, setting, expected):
+    settings.DEBUG = debug
+    if setting is not None:
+        settings.RUNCHERRYPY_RELOAD = setting
+    assert parsed(*args)["reload"] is expected
 
 
 def test_noreload_and_static_options_are_accepted(parsed):
@@ -78,6 +125,9 @@ def test_noreload_and_static_options_are_accepted(parsed):
         (("--max-threads", "0"), "--max-threads: expected a whole number of at least 1"),
         (("--shutdown-timeout=-1",), "--shutdown-timeout: expected a number of seconds"),
         (("--shutdown-timeout", "nan"), "--shutdown-timeout: expected a number of seconds"),
+        (("--port", "x"), "--port: expected a port number from 0 to 65535, got 'x'"),
+        (("-p", "65536"), "--port: expected a port number from 0 to 65535, got '65536'"),
+        (("--host", ""), "--host: expected some text, got ''"),
     ],
 )
 def test_a_wrong_command_line_is_a_command_error(args, message):
@@ -114,11 +164,64 @@ def test_a_host_that_does_not_resolve_is_one_line_and_exit_1_under_the_reloader(
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_a_bad_option_value_is_one_line_and_exit_1(tmp_path):
-    result = manage(tmp_path, "runcherrypy", "--threads=-3")
-    assert_one_line_error(result, "--threads: expected a whole number of at least 1, got '-3'.")
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("--threads=-3",), "--threads: expected a whole number of at least 1, got '-3'."),
+        # argparse alone takes "-3" for an option (since -6 is one) and exits with its usage and status 2.
+        (("--threads", "-3"), "--threads: expected a whole number of at least 1, got '-3'."),
+        (("--shutdown-timeout", "-1"), "--shutdown-timeout: expected a number of seconds, 0 or more, got '-1'."),
+        (("-p", "-1"), "--port: expected a port number from 0 to 65535, got '-1'."),
+        (("--port", "x"), "--port: expected a port number from 0 to 65535, got 'x'."),
+        (("--threads",), "argument --threads: expected one argument."),
+        (("--no-such-option",), "unrecognized arguments: --no-such-option."),
+    ],
+)
+def test_a_bad_command_line_is_one_line_and_exit_1(tmp_path, args, expected):
+    result = manage(tmp_path, "runcherrypy", *args)
+    assert_one_line_error(result, expected)
+    assert "usage:" not in result.stdout + result.stderr
+
+
+def test_the_help_says_what_runcherrypy_takes(tmp_path):
+    result = manage(tmp_path, "runcherrypy", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "localhost:8000" in text and "[::1]:8000" in text and "port 0 takes a free port" in text
+    assert "One worker thread" in text
+    assert "Optional port number, or ipaddr:port" not in text  # runserver's
+    assert "Tells Django to NOT use threading" not in text
+    assert "[default: 100, or MIN if more]" in text
+    assert "--reload" in text and "--noreload" in text
 
 
 def test_debug_off_without_allowed_hosts_is_refused(tmp_path):
     result = manage(tmp_path, "runcherrypy", "127.0.0.1:0", DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="", timeout=30)
     assert_one_line_error(result, "You must set settings.ALLOWED_HOSTS if DEBUG is False.")
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_debug_off_with_nothing_in_static_root_is_said_at_start_up(start_server, tmp_path, state):
+    static_root = tmp_path / "static-root"
+    if state == "empty":
+        static_root.mkdir()
+    server = start_server(
+        "127.0.0.1:0", DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="127.0.0.1", DJANGO_STATIC_ROOT=str(static_root)
+    )
+    words = "is empty" if state == "empty" else "does not exist"
+    assert f"STATIC_ROOT: (devserver.W001) STATIC_ROOT {words}: with DEBUG off" in server.output
+    assert f"/static/: STATIC_ROOT {static_root}, which {words}: every static file is a 404" in server.output
+
+
+def test_the_static_root_check_is_quiet_when_it_does_not_apply(settings, tmp_path):
+    from devserver.checks import static_root_check
+
+    settings.DEBUG, settings.STATIC_ROOT = False, str(tmp_path)
+    assert [warning.id for warning in static_root_check()] == ["devserver.W001"]
+    (tmp_path / "base.css").write_text("body {}")
+    assert static_root_check() == []  # collected
+    (tmp_path / "base.css").unlink()
+    settings.DEBUG = True
+    assert static_root_check() == []  # served through the finders
+    settings.DEBUG, settings.STATIC_URL = False, "https://cdn.example.com/static/"
+    assert static_root_check() == []  # served elsewhere

@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -59,8 +60,8 @@ def project(tmp_path):
 def reloading(project, tmp_path):
     started = []
 
-    def start(**env):
-        server = Runcherrypy(tmp_path, f"127.0.0.1:{free_port()}", cwd=project, PYTHONPATH=str(ROOT), **env)
+    def start(*args, **env):
+        server = Runcherrypy(tmp_path, f"127.0.0.1:{free_port()}", *args, cwd=project, PYTHONPATH=str(ROOT), **env)
         started.append(server)
         assert server.wait_for("Watching for file changes with")
         # StatReloader's first pass records the files' mtimes: an edit made before it is the baseline, not a
@@ -97,8 +98,19 @@ def test_a_saved_change_is_served_by_new_code(project, reloading):
     seconds = wait_for_body(server.port, "/sleep/?seconds=0", b'"edited": true', timeout=10)
     assert seconds is not None, server.output
     assert server.wait_for("views.py changed, reloading.")
+    assert server.output.count("changed, reloading.") == 1
     assert server.output.count("Starting cheroot server at") == 2
     assert server.process.poll() is None
+
+
+def test_with_debug_off_reload_is_asked_for_and_says_which_file_changed(project, reloading):
+    # Django's own lines go through logging, which its default LOGGING shows only under DEBUG.
+    server = reloading("--reload", DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="127.0.0.1")
+    edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
+    assert wait_for_body(server.port, "/sleep/?seconds=0", b'"edited": true', timeout=10) is not None, server.output
+    changed = server.wait_for(re.compile(r"(\S+) changed, reloading\."))
+    assert changed is not None and changed[1].endswith("cherrytest/app/views.py"), server.output
+    assert server.output.count("changed, reloading.") == 1
 
 
 def test_a_syntax_error_is_shown_and_fixing_it_brings_the_server_back(project, reloading):

@@ -1,6 +1,5 @@
 """Calling a WSGI application in-process, as a server would, or serving it from a thread of the test process."""
 
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from wsgiref.util import setup_testing_defaults
@@ -52,18 +51,14 @@ def call(app, path, method="GET", **headers):
 
 
 @contextmanager
-def serving(app, ssl_adapter=None, **options):
-    """A ``devserver.server.Server`` running ``app`` on a free loopback port in a thread of this process, for the
-    ``with`` block; ``options`` are the Server's keyword arguments."""
-    from devserver.server import Server
+def serving(app, ssl_adapter=None, bind_addr=("127.0.0.1", 0), **options):
+    """A ``devserver.server.Server`` running ``app`` (on a free loopback port by default) in a thread of this
+    process, for the ``with`` block; ``options`` are the Server's keyword arguments."""
+    from devserver.server import ServingThread, create_server
 
-    server = Server(("127.0.0.1", 0), app, **{"shutdown_timeout": 1, **options})
-    server.ssl_adapter = ssl_adapter
-    server.prepare()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
+    thread = ServingThread(create_server(bind_addr, app, ssl_adapter=ssl_adapter, **{"shutdown_timeout": 1, **options}))
+    server = thread.start_serving()
     try:
         yield server
     finally:
-        server.stop()
-        thread.join(5)
+        thread.terminate(5)

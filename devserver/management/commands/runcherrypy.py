@@ -1,31 +1,26 @@
-"""``manage.py runcherrypy``: the project on cheroot, with media and static files, reloaded on code changes and
-stopped gracefully."""
+"""``manage.py runcherrypy``: the project on cheroot, with media and static files.
+
+This module keeps to the command line: parsing (the options are declared in ``devserver.options``), the banner and
+the messages. Building the server is ``devserver.mounts.project_application`` and ``devserver.server.create_server``;
+running it, reloading and stopping are ``devserver.lifecycle``.
+"""
 
 import errno
-import os
+import re
 import socket
 import sys
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.core.management.commands.runserver import Command as RunserverCommand
-from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
 from django.utils import autoreload
 
-from devserver.mounts import file_mounts
-from devserver.reloader import (
-    RELOAD_EXIT_CODE,
-    RELOAD_GRACE,
-    is_reloader_child,
-    restart_with_reloader,
-    run_reloader_child,
-)
-from devserver.server import Server, StopSignals, build_application, serve_in_thread, stop_gracefully
+from devserver import options as option_table
+from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
+from devserver.mounts import project_application
+from devserver.server import create_server
 
 # runserver's wording for the usual bind failures.
 BIND_ERRORS = {
@@ -34,130 +29,104 @@ BIND_ERRORS = {
     errno.EADDRNOTAVAIL: "That IP address can't be assigned to.",
 }
 
-
-def whole_number(minimum):
-    def convert(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise ValueError(f"expected a whole number of at least {minimum}, got {text!r}")
-        return value
-
-    return convert
+SERVER_OPTIONS = ("threads", "max_threads", "shutdown_timeout")
+RESOLVED_OPTIONS = (*SERVER_OPTIONS, "port", "host", "use_reloader")
+_NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")
 
 
-def seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value < float("inf"):
-        raise ValueError(f"expected a number of seconds, 0 or more, got {text!r}")
-    return value
+class OptionParser(CommandParser):
+    """Django's parser, with every error a one-line ``CommandError`` and exit status 1, also from the command line
+    (argparse prints its usage and exits with 2); and a negative number after an option that takes a value is
+    that value (``--threads -3``: argparse takes ``-3`` for an option, since ``-6`` is one), so that the converter
+    says what is wrong with it."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        if args is not None:
+            args = self._attach_negative_values(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _attach_negative_values(self, args):
+        takes_value = {flag for action in self._actions if action.nargs is None for flag in action.option_strings}
+        joined = []
+        position = 0
+        while position < len(args):
+            arg = args[position]
+            following = args[position + 1] if position + 1 < len(args) else None
+            if arg in takes_value and following is not None and _NEGATIVE_NUMBER.fullmatch(following):
+                joined.append(f"{arg}={following}" if arg.startswith("--") else f"{arg}{following}")
+                position += 2
+                continue
+            joined.append(arg)
+            position += 1
+        return joined
+
+    def error(self, message):
+        if not self.called_from_command_line:
+            raise CommandError(f"Error: {message}")
+        self.exit(1, f"CommandError: {message}.\n")
 
 
-@dataclass(frozen=True)
-class ServerOption:
-    """A command-line option that becomes a keyword argument of ``cheroot.wsgi.Server``.
+class Command(RunserverCommand, Reporter):
+    help = "Serves the project on cheroot, a multithreaded HTTP/WSGI server, with MEDIA_URL and STATIC_URL."
 
-    ``convert`` turns the text into the value or raises ``ValueError`` with the reason; ``default`` is
-    cheroot's own, shown in the help: an option left out is not passed, so cheroot's default applies.
-    """
-
-    flag: str
-    keyword: str
-    convert: Callable[[str], object]
-    default: object
-    metavar: str
-    help: str
-
-
-SERVER_OPTIONS = (
-    ServerOption("--threads", "numthreads", whole_number(1), 10, "MIN", "Worker threads kept ready."),
-    ServerOption(
-        "--max-threads",
-        "max",
-        whole_number(1),
-        100,
-        "MAX",
-        "The most worker threads: while every worker is busy and requests wait, the pool grows toward MAX; idle "
-        "workers above MIN are retired.",
-    ),
-    ServerOption(
-        "--shutdown-timeout",
-        "shutdown_timeout",
-        seconds,
-        5,
-        "SECONDS",
-        "Seconds that requests in flight get to finish on CONTROL-C or SIGTERM.",
-    ),
-)
-
-
-def threads_range(pool):
-    if pool.max == pool.min:
-        return f"{pool.min} worker thread{'s' if pool.min > 1 else ''}"
-    return f"{pool.min} to {pool.max} worker threads"
-
-
-class Command(RunserverCommand):
-    help = "Starts the project on cheroot, a multithreaded HTTP/WSGI server, serving MEDIA_URL and STATIC_URL too."
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.__class__ = OptionParser
+        return parser
 
     def add_arguments(self, parser):
-        super().add_arguments(parser)
-        parser.add_argument("--host", help="Address or host name to listen on (instead of addrport).")
-        parser.add_argument("-p", "--port", help="Port to listen on (instead of addrport).")
-        for option in SERVER_OPTIONS:
-            parser.add_argument(
-                option.flag,
-                dest=option.keyword,
-                metavar=option.metavar,
-                help=f"{option.help} Default: {option.default}.",
-            )
-        parser.add_argument(
-            "--nostatic",
-            action="store_false",
-            dest="use_static_handler",
-            help="Do not serve static files at STATIC_URL.",
-        )
-        parser.add_argument(
-            "--insecure",
-            action="store_true",
-            dest="insecure_serving",
-            help="Serve static files through the staticfiles finders even if DEBUG is False.",
-        )
+        # Not runserver's: its help texts do not fit (addrport takes host names and port 0; --nothreading means
+        # one worker thread), and --reload is new. The dests are runserver's, for its handle().
+        option_table.add_arguments(parser)
 
     def handle(self, *args, **options):
-        self.server_options = self.server_keywords(options)
-        host, port = options["host"], options["port"]
-        if host is not None or port is not None:
+        try:
+            self.values = option_table.resolve(RESOLVED_OPTIONS, options, settings)
+        except option_table.OptionError as error:
+            raise CommandError(str(error)) from None
+        self.server_options = self.server_keywords(self.values, use_threading=options["use_threading"])
+        host, port = self.values["host"], self.values["port"]
+        if options["host"] is not None or options["port"] is not None:
             if options["addrport"]:
                 raise CommandError("Give either addrport or --host/--port, not both.")
-            host = host or (self.default_addr_ipv6 if options["use_ipv6"] else self.default_addr)
+            if options["host"] is None:
+                host = self.default_addr_ipv6 if options["use_ipv6"] else self.default_addr
+            if options["port"] is None:
+                port = self.default_port
             if ":" in host and not host.startswith("["):
                 host = f"[{host}]"
-            options["addrport"] = f"{host}:{port or self.default_port}"
-        # runserver's parsing and checks: addrport, -6, ALLOWED_HOSTS when DEBUG is off.
+            options["addrport"] = f"{host}:{port}"
+        # runserver's parsing and checks: addrport, -6, ALLOWED_HOSTS when DEBUG is off; it calls run().
         super().handle(*args, **options)
+
+    @staticmethod
+    def server_keywords(values, *, use_threading=True):
+        """The ``devserver.server.Server`` keyword arguments from resolved option values; ``--nothreading`` means
+        a single worker thread. ``CommandError`` when MAX is below MIN."""
+        keywords = {
+            option_table.OPTIONS_BY_NAME[name].keyword: values[name]
+            for name in SERVER_OPTIONS
+            if values[name] is not None
+        }
+        if not use_threading:
+            keywords["numthreads"] = keywords["max"] = 1
+        if keywords.get("max", float("inf")) < keywords["numthreads"]:
+            raise CommandError("--max-threads must be at least --threads.")
+        return keywords
 
     def run(self, **options):
         if not 0 <= int(self.port) <= 65535:
             raise CommandError(f"{self.port} is not a valid port number (0 to 65535).")
-        self.server = None
-        if not options["use_reloader"]:
-            self.inner_run(None, **options)
-        elif is_reloader_child():
-            self._server_lock = threading.Lock()
-            self._stopping = False
-            run_reloader_child(self.reloader_main, self.stop_reloader_server, on_stopping=self.on_stopping, **options)
-        else:
-            status = restart_with_reloader()
-            if status:
-                sys.exit(status)
+        self.options = options
+        self.runner = Runner(self.make_server, self)
+        try:
+            self.runner.run(reload=self.values["use_reloader"])
+        except RuntimeError as error:
+            raise CommandError(str(error)) from None
 
-    def inner_run(self, *args, **options):
+    def make_server(self):
+        """What runserver's ``inner_run`` does before serving (checks, the migrations warning), then the server."""
+        options = self.options
         # An exception silenced in ManagementUtility.execute (under the reloader) is raised here, as runserver does.
         autoreload.raise_last_exception()
         if not options["skip_checks"]:
@@ -170,119 +139,49 @@ class Command(RunserverCommand):
         self.check_migrations()
         for conn in connections.all(initialized_only=True):
             conn.close()
+        application, self.mounts = project_application(
+            serve_static=options["use_static_handler"], insecure=options["insecure_serving"]
+        )
+        return create_server((self.addr, int(self.port)), application, **self.server_options)
 
-        self.mounts = file_mounts(serve_static=options["use_static_handler"], insecure=options["insecure_serving"])
-        application = build_application(self.get_handler(*args, **options), self.mounts)
-        server = Server((self.addr, int(self.port)), application, **self.server_options)
-        if threading.current_thread() is threading.main_thread():
-            self.prepare(server)
-            self.on_bind(server.bind_addr[1], server=server)
-            self.serve_until_signalled(server)
-            return
-        # Under the reloader: the main thread watches files and stops the server (stop_reloader_server).
-        with self._server_lock:
-            if self._stopping:
-                return
-            self.prepare(server)
-            self.server = server
+    # Reporter: what the lifecycle tells the user.
+
+    def bind_failed(self, server, error):
+        cause = server.bind_error or error
+        if isinstance(cause, socket.gaierror):
+            message = f"Cannot resolve that host name: {cause.strerror}."
+        else:
+            message = BIND_ERRORS.get(cause.errno) or cause.strerror or str(cause)
+        raise CommandError(f"{message} ({self.display_addr()}:{self.port})") from None
+
+    def fatal(self, error):
+        self._say(self.stderr, f"CommandError: {error}")
+
+    def serving(self, server):
         self.on_bind(server.bind_addr[1], server=server)
-        server.serve()
 
-    def serve_until_signalled(self, server):
-        """Serve until SIGINT or SIGTERM, then stop gracefully; a second signal gives up (exit status 1)."""
-        self.server = server
-        failure = []
-        with StopSignals(on_first=self.on_stopping) as signals:
+    def notice(self, message):
+        self._say(self.stderr, message)
 
-            def on_exit(error):
-                if error is not None:
-                    failure.append(error)
-                signals.requested.set()
+    def stopping(self, server):
+        timeout = f" up to {server.shutdown_timeout:g} s" if server is not None else ""
+        self._say(self.stdout, f"Stopping: waiting{timeout} for requests in flight (Ctrl-C again to give up)...")
 
-            serve_in_thread(server, on_exit)
-            signals.requested.wait()
-            stopped = stop_gracefully(server, give_up=signals.give_up)
-        if failure:
-            raise failure[0]
-        self.finish(stopped, exit_status=1)
+    def stopped(self, outcome):
+        if outcome is Outcome.STOPPED:
+            self._say(self.stdout, "Server stopped.")
+        elif outcome is Outcome.GAVE_UP:
+            self._say(self.stderr, "Stopped without waiting: requests still running were abandoned.")
+        else:
+            self._say(self.stderr, "Requests were still running when the shutdown timeout ran out; exiting anyway.")
 
-    def reloader_main(self, **options):
-        """``inner_run`` in the reloader's child thread, where a ``CommandError`` (a port in use) must end the
-        process: the thread cannot exit it, and the reloader would keep waiting for a server that never came."""
-        try:
-            self.inner_run(None, **options)
-        except CommandError as error:
-            self.stderr.write(f"CommandError: {error}")
-            self.stderr.flush()
-            os._exit(1)
-
-    def stop_reloader_server(self, reloading, give_up):
-        with self._server_lock:
-            self._stopping = True
-            server = self.server
-        if server is None:
-            return
-        if not reloading:
-            self.finish(stop_gracefully(server, give_up=give_up), exit_status=1)
-            return
-        # A reload must not wait on a download or a long poll: requests get RELOAD_GRACE seconds, then the old
-        # process ends and its connections close with it.
-        server.shutdown_timeout = min(server.shutdown_timeout, RELOAD_GRACE)
-        if not stop_gracefully(server, grace=RELOAD_GRACE, give_up=give_up):
-            self.stderr.write(f"Reloading: requests still running after {2 * RELOAD_GRACE:g} s were cut off.")
-            self.stderr.flush()
-            os._exit(RELOAD_EXIT_CODE)
-
-    def on_stopping(self, signum):
-        timeout = f" up to {self.server.shutdown_timeout:g} s" if self.server is not None else ""
-        self.stdout.write(f"Stopping: waiting{timeout} for requests in flight...")
-        self.stdout.flush()
-
-    def finish(self, stopped, *, exit_status):
-        """Say how the server stopped; when requests were still running, end the process with ``exit_status``
-        (their threads would keep it alive)."""
-        if stopped:
-            self.stdout.write("Server stopped.")
-            return
-        self.stderr.write("Requests were still running when the shutdown timeout ran out; exiting anyway.")
-        self.stdout.flush()
-        self.stderr.flush()
-        os._exit(exit_status)
+    def cut_off(self):
+        self._say(self.stderr, f"Reloading: requests still running after {2 * RELOAD_GRACE:g} s were cut off.")
 
     @staticmethod
-    def server_keywords(options):
-        """The ``cheroot.wsgi.Server`` keyword arguments the user set, converted; ``CommandError`` if one is
-        wrong. ``--nothreading`` means a single worker thread."""
-        keywords = {}
-        for option in SERVER_OPTIONS:
-            text = options.get(option.keyword)
-            if text is None:
-                continue
-            try:
-                keywords[option.keyword] = option.convert(str(text))
-            except ValueError as error:
-                raise CommandError(f"{option.flag}: {error}.") from None
-        if not options["use_threading"]:
-            keywords["numthreads"] = keywords["max"] = 1
-        if keywords.get("max", float("inf")) < keywords.get("numthreads", 1):
-            raise CommandError("--max-threads must be at least --threads.")
-        return keywords
-
-    def get_handler(self, *args, **options):
-        """The project's WSGI application (WSGI_APPLICATION, so middleware in its wsgi.py is kept)."""
-        return get_internal_wsgi_application()
-
-    def prepare(self, server):
-        """Bind and start the workers; a bind failure becomes one ``CommandError`` line."""
-        try:
-            server.prepare()
-        except OSError as error:
-            cause = server.bind_error or error
-            if isinstance(cause, socket.gaierror):
-                message = f"Cannot resolve that host name: {cause.strerror}."
-            else:
-                message = BIND_ERRORS.get(cause.errno) or cause.strerror or str(cause)
-            raise CommandError(f"{message} ({self.display_addr()}:{self.port})") from None
+    def _say(stream, message):
+        stream.write(message)
+        stream.flush()
 
     def display_addr(self):
         if self._raw_ipv6:
@@ -302,5 +201,10 @@ class Command(RunserverCommand):
             where = mount.url if mount.prefix is not None else mount.setting
             lines.append(f"  {where}: {mount.source}")
         lines.append(f"Quit the server with {quit_command}.")
-        self.stdout.write("\n".join(lines))
-        self.stdout.flush()
+        self._say(self.stdout, "\n".join(lines))
+
+
+def threads_range(pool):
+    if pool.max == pool.min:
+        return f"{pool.min} worker thread{'s' if pool.min > 1 else ''}"
+    return f"{pool.min} to {pool.max} worker threads"

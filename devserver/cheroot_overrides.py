@@ -1,0 +1,398 @@
+"""Every place where ``runcherrypy`` reaches past cheroot's public hooks, in one module.
+
+cheroot's public extension points are class attributes (``ConnectionClass``, ``RequestHandlerClass``,
+``header_reader``, ``gateway``), ``error_log`` and the WSGI ``Gateway``'s methods. What is below goes further; each
+piece says what it replaces and why, and ``tests/test_cheroot_overrides.py`` pins what it relies on, so that a
+cheroot release that moves it fails a test instead of misbehaving. Pinned to cheroot 11.1.x (``pyproject.toml``);
+CI also runs the tests against the newest release that range allows.
+
+Measured with ``bench/overrides.py`` (a 5 KiB file and its 304 on one core, each piece swapped for cheroot's own):
+
+- ``Gateway.get_environ``: a copy of ``cheroot.wsgi.Gateway_10.get_environ`` plus ``wsgi.file_wrapper``, with
+  header names turned into ``HTTP_*`` keys through a bounded cache instead of ``str.format`` per header.
+  {get_environ}
+- ``Gateway.start_response``: a copy of cheroot's, in one pass over the headers (cheroot's makes four calls per
+  header). {start_response}
+- ``Gateway.respond``: replaces cheroot's to add ``wsgi.file_wrapper`` bodies sent with ``socket.sendfile``, no body
+  on HEAD (RFC 9110 §9.3.2; cheroot sends whatever the application yields, which breaks keep-alive framing), and
+  ``close()`` always called (cheroot's own skips it when sending the headers raises because the client has gone:
+  Django's ``request_finished`` then never fires). Correctness, not speed.
+- ``Gateway.write``: when the body is one chunk of exactly Content-Length bytes, the header block is collected by
+  swapping the connection's ``wfile`` for ``_HeaderCollector`` around cheroot's ``send_headers()`` and sent with the
+  body in one ``send`` (cheroot flushes each write: two sends, two TCP segments). {one_send}
+- ``DropUnderscoreHeaderReader``: replaces ``cheroot.server.HeaderReader.__call__`` (and reads its module constant
+  ``comma_separated_headers``): request headers with ``_`` in their name dropped, as runserver does (cheroot's own
+  ``DropUnderscoreHeaderReader`` raises ``TypeError`` on every request in 11.1); conflicting ``Content-Length``
+  headers a 400 (upstream issue 737: cheroot keeps the last one, a way to smuggle a request). Correctness first;
+  one loop without two method calls per line. {header_reader}
+- ``Request.send_headers``: adds a ``Date`` formatted once a second, then calls cheroot's (``super()``).
+- ``LineReader``: ``readline`` on cheroot's ``StreamReader`` (a ``_pyio.BufferedReader``) that finds a line
+  already in the buffer with one ``bytes.find`` on ``_pyio``'s private ``_read_buf``/``_read_pos``. It is used only
+  when a ``StreamReader`` has those fields (``LINE_READER_USABLE``); otherwise cheroot's own reading is used.
+  {line_reader}
+- ``worker_count``: the size of a ``ThreadPool`` from its private ``_threads`` list (cheroot has no public count).
+"""
+
+import io
+import logging
+import socket
+import sys
+import time
+
+from cheroot import server as cheroot_server
+from cheroot import wsgi
+from cheroot.makefile import MakeFile, StreamReader
+from django.utils.http import http_date
+
+from .media import FileIterator
+
+__all__ = [
+    "LINE_READER_USABLE",
+    "Connection",
+    "DropUnderscoreHeaderReader",
+    "Gateway",
+    "LineReader",
+    "Request",
+    "current_date",
+    "worker_count",
+]
+
+access_logger = logging.getLogger("django.server")
+
+_ENVIRON_KEYS = {}  # request header name (bytes) -> WSGI environ key
+
+
+class _HeaderCollector:
+    """Stands in for a connection's ``wfile`` while cheroot's ``send_headers()`` writes the header block once."""
+
+    __slots__ = ("data",)
+
+    def write(self, data):
+        self.data = data
+
+
+class Gateway(wsgi.Gateway_10):
+    """cheroot's WSGI 1.0 gateway, with what a file server and Django need from it:
+
+    - ``wsgi.file_wrapper`` (``devserver.media.FileIterator``), whose body goes out with ``socket.sendfile`` on a
+      plain socket (not TLS): no copy through Python. Django's ``FileResponse`` uses it too.
+    - A body that is one chunk of exactly Content-Length bytes leaves with the headers in one send (cheroot
+      flushes each write, so headers and body would be two sends and two TCP segments).
+    - No body on a response to HEAD (RFC 9110 §9.3.2; cheroot sends whatever the application yields): the
+      application's iterable is consumed, as runserver does, except a file, which is not read.
+    - ``close()`` always called: cheroot's own ``respond()`` calls it after ``ensure_headers_sent()`` in the same
+      ``finally``, so when the client has gone and the body is empty (204, a redirect) sending the headers raises
+      first, Django's ``request_finished`` does not fire and its database connection is not returned.
+    - One access log line per response.
+    """
+
+    def __init__(self, req):
+        super().__init__(req)
+        self.body_bytes = 0
+
+    def get_environ(self):
+        """The WSGI environ, as ``cheroot.wsgi.Gateway_10.get_environ`` builds it, plus ``wsgi.file_wrapper``;
+        header names are turned into ``HTTP_*`` keys through a cache instead of ``str.format`` per header."""
+        req = self.req
+        conn = req.conn
+        server = req.server
+        environ = {
+            "ACTUAL_SERVER_PROTOCOL": server.protocol,
+            "PATH_INFO": req.path.decode("ISO-8859-1"),
+            "QUERY_STRING": req.qs.decode("ISO-8859-1"),
+            "REMOTE_ADDR": conn.remote_addr or "",
+            "REMOTE_PORT": str(conn.remote_port or ""),
+            "REQUEST_METHOD": req.method.decode("ISO-8859-1"),
+            "REQUEST_URI": req.uri.decode("ISO-8859-1"),
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": server.server_name,
+            "SERVER_PROTOCOL": req.request_protocol.decode("ISO-8859-1"),
+            "SERVER_SOFTWARE": server.software,
+            "wsgi.errors": sys.stderr,
+            "wsgi.input": req.rfile,
+            "wsgi.input_terminated": bool(req.chunked_read),
+            "wsgi.multiprocess": False,
+            "wsgi.multithread": True,
+            "wsgi.run_once": False,
+            "wsgi.url_scheme": req.scheme.decode("ISO-8859-1"),
+            "wsgi.version": self.version,
+            "wsgi.file_wrapper": FileIterator,
+        }
+        if isinstance(server.bind_addr, str):
+            # A unix socket: no port; the peer's credentials when cheroot can read them.
+            environ["SERVER_PORT"] = ""
+            try:
+                environ["X_REMOTE_PID"] = str(conn.peer_pid)
+                environ["X_REMOTE_UID"] = str(conn.peer_uid)
+                environ["X_REMOTE_GID"] = str(conn.peer_gid)
+                environ["X_REMOTE_USER"] = str(conn.peer_user)
+                environ["X_REMOTE_GROUP"] = str(conn.peer_group)
+                environ["REMOTE_USER"] = environ["X_REMOTE_USER"]
+            except RuntimeError:
+                pass
+        else:
+            environ["SERVER_PORT"] = str(server.bind_addr[1])
+        for name, value in req.inheaders.items():
+            key = _ENVIRON_KEYS.get(name)
+            if key is None:
+                key = "HTTP_" + name.decode("ISO-8859-1").upper().replace("-", "_")
+                if len(_ENVIRON_KEYS) < 512:  # clients choose header names: bound the cache
+                    _ENVIRON_KEYS[name] = key
+            environ[key] = value.decode("ISO-8859-1")
+        content_type = environ.pop("HTTP_CONTENT_TYPE", None)
+        if content_type is not None:
+            environ["CONTENT_TYPE"] = content_type
+        content_length = environ.pop("HTTP_CONTENT_LENGTH", None)
+        if content_length is not None:
+            environ["CONTENT_LENGTH"] = content_length
+        if conn.ssl_env:
+            environ.update(conn.ssl_env)
+        return environ
+
+    def respond(self):
+        response = self.req.server.wsgi_app(self.env, self.start_response)
+        try:
+            if self.req.method == b"HEAD":
+                if type(response) is not FileIterator:
+                    for _ in response:
+                        pass
+            elif type(response) is FileIterator and self.remaining_bytes_out is not None and self.can_sendfile():
+                self.sendfile(response)
+            else:
+                for chunk in response:
+                    if chunk:
+                        if not isinstance(chunk, bytes):
+                            raise ValueError("WSGI Applications must yield bytes")
+                        self.write(chunk)
+        finally:
+            try:
+                self.req.ensure_headers_sent()
+            finally:
+                try:
+                    close = getattr(response, "close", None)
+                    if close is not None:
+                        close()
+                finally:
+                    self.log_access()
+
+    def start_response(self, status, headers, exc_info=None):
+        """PEP 3333's ``start_response``, as cheroot's (a second call only with ``exc_info``, which is raised once
+        headers are out; ``TypeError`` for a status or header that is not ``str``), in one pass over the
+        headers: cheroot's makes four calls per header."""
+        if self.started_response and not exc_info:
+            raise RuntimeError("WSGI start_response called a second time with no exc_info.")
+        self.started_response = True
+        if self.req.sent_headers:
+            raise exc_info[1]
+        if not isinstance(status, str):
+            raise TypeError("WSGI response status is not of type str.")
+        self.req.status = status.encode("ISO-8859-1")
+        outheaders = self.req.outheaders
+        for name, value in headers:
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"WSGI response header {name!r}: {value!r} is not a pair of str.")
+            if len(name) == 14 and name.lower() == "content-length":
+                self.remaining_bytes_out = int(value)
+            outheaders.append((name.encode("ISO-8859-1"), value.encode("ISO-8859-1")))
+        return self.write
+
+    def can_sendfile(self):
+        return self.req.server.ssl_adapter is None
+
+    def sendfile(self, body):
+        """Send the rest of ``body`` (a ``FileIterator``): its file from the current position, as many bytes as
+        Content-Length still announces, with ``socket.sendfile``. A file without a descriptor goes block by
+        block. If the file ends early the connection is closed, since the response is then short."""
+        try:
+            offset = body.file.tell()
+            body.file.fileno()
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            for chunk in body:
+                self.write(chunk)
+            return
+        count = self.remaining_bytes_out
+        if body.remaining is not None:
+            count = min(count, body.remaining)
+        self.req.ensure_headers_sent()
+        sent = self.req.conn.socket.sendfile(body.file, offset, count) if count else 0
+        self.body_bytes += sent
+        self.remaining_bytes_out -= sent
+        if self.remaining_bytes_out:
+            self.req.close_connection = True
+
+    def write(self, chunk):
+        req = self.req
+        if not req.sent_headers and self.remaining_bytes_out == len(chunk) and self.started_response:
+            # The whole body: one send with the headers.
+            wfile, collector = req.conn.wfile, _HeaderCollector()
+            req.conn.wfile = collector
+            try:
+                req.ensure_headers_sent()
+            finally:
+                req.conn.wfile = wfile
+            wfile.write(collector.data + chunk)
+            self.remaining_bytes_out = 0
+        else:
+            super().write(chunk)
+        self.body_bytes += len(chunk)
+
+    def log_access(self):
+        """Log ``"GET /path HTTP/1.1" 200 1234`` through ``django.server``, as runserver does: 5xx as errors,
+        4xx as warnings, the rest as info, with ``status_code`` for Django's ``ServerFormatter`` colours.
+        """
+        req = self.req
+        status = req.status[:3]
+        # No status means the application raised before start_response; cheroot answers that with a 500.
+        code = int(status) if status.isdigit() else 500
+        level = logging.ERROR if code >= 500 else logging.WARNING if code >= 400 else logging.INFO
+        if not access_logger.isEnabledFor(level):
+            return
+        request_line = b" ".join((req.method or b"-", req.uri or b"-", req.request_protocol or b"-"))
+        access_logger.log(
+            level,
+            '"%s" %s %s',
+            request_line.decode("latin-1"),
+            code,
+            self.body_bytes,
+            extra={"status_code": code, "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
+        )
+
+
+_COMMA_SEPARATED = frozenset(cheroot_server.comma_separated_headers)
+
+
+class DropUnderscoreHeaderReader(cheroot_server.HeaderReader):
+    """cheroot's header reader, dropping request headers whose name contains ``_`` as runserver, nginx and Apache
+    do: in the WSGI environ ``X_Forwarded_Proto`` and ``X-Forwarded-Proto`` would both become
+    ``HTTP_X_FORWARDED_PROTO``, so one could pose as the other. (cheroot's own ``DropUnderscoreHeaderReader``
+    compares ``str`` with ``bytes`` and raises ``TypeError`` on every request in 11.1.)
+
+    Same rules as ``cheroot.server.HeaderReader.__call__`` (``ValueError`` for what must be a 400; continuation
+    lines; repeated comma-separated headers folded), in one loop without two method calls per line; and
+    ``Content-Length`` headers that disagree are a 400 rather than "the last one wins".
+    """
+
+    def __call__(self, rfile, hdict=None):
+        if hdict is None:
+            hdict = {}
+        readline = rfile.readline
+        name = None
+        allowed = True
+        while True:
+            line = readline()
+            if not line:
+                raise ValueError("Illegal end of headers.")
+            if line == b"\r\n":
+                return hdict
+            if not line.endswith(b"\r\n"):
+                raise ValueError("HTTP requires CRLF terminators")
+            if line[:1] in (b" ", b"\t"):  # a continuation line of the header before
+                if name is None:
+                    raise ValueError("Illegal continuation line.")
+                value = line.strip()
+            else:
+                key, colon, value = line.partition(b":")
+                if not colon:
+                    raise ValueError("Illegal header line.")
+                name = key.strip().title()
+                value = value.strip()
+                allowed = b"_" not in name
+            if not allowed:
+                continue
+            if name == b"Content-Length" and hdict.get(name, value) != value:
+                # cheroot keeps the last one (upstream issue 737): a way to smuggle a request past a proxy that
+                # reads the first. RFC 9112 §6.3: an unrecoverable error.
+                raise ValueError("Conflicting Content-Length headers.")
+            if name in _COMMA_SEPARATED:
+                existing = hdict.get(name)
+                if existing:
+                    value = existing + b", " + value
+            hdict[name] = value
+
+
+_date = (0, b"")
+
+
+def current_date():
+    """The ``Date`` header value for now, formatted once per second (cheroot formats it on every response)."""
+    global _date
+    now = int(time.time())
+    second, value = _date
+    if second != now:
+        value = http_date(now).encode("ascii")
+        _date = (now, value)
+    return value
+
+
+class Request(cheroot_server.HTTPRequest):
+    header_reader = DropUnderscoreHeaderReader()
+
+    def send_headers(self):
+        for name, _ in self.outheaders:
+            if name.lower() == b"date":
+                break
+        else:
+            self.outheaders.append((b"Date", current_date()))
+        super().send_headers()
+
+
+class LineReader(StreamReader):
+    """cheroot's socket reader with a fast ``readline``.
+
+    cheroot reads the request line and each header line with ``readline`` from a pure-Python (``_pyio``) buffered
+    reader, which walks ``peek``/``read`` calls for every line: a quarter of the time of a small request. A line
+    that is already in the buffer is found here with one ``bytes.find``; any other case goes the original way.
+    """
+
+    def readline(self, size=-1):
+        buffer, start = self._read_buf, self._read_pos
+        if start >= len(buffer):  # empty, as before each request line: fill it with what the socket has
+            self.peek(1)
+            buffer, start = self._read_buf, self._read_pos
+        end = buffer.find(b"\n", start) + 1
+        if end and (size is None or size < 0 or end - start <= size):
+            self._read_pos = end
+            self.bytes_read += end - start
+            return buffer[start:end]
+        return super().readline(size)
+
+
+def _has_buffer_fields():
+    """Whether cheroot's ``StreamReader`` still keeps ``_pyio``'s ``_read_buf`` (bytes) and ``_read_pos`` (int)."""
+    left, right = socket.socketpair()
+    try:
+        reader = StreamReader(left, "rb")
+        return (
+            isinstance(getattr(reader, "_read_buf", None), bytes)
+            and isinstance(getattr(reader, "_read_pos", None), int)
+            and callable(getattr(reader, "peek", None))
+        )
+    finally:
+        left.close()
+        right.close()
+
+
+LINE_READER_USABLE = _has_buffer_fields()
+"""Whether ``LineReader`` can be used with this cheroot and Python; when not, cheroot reads lines its own way."""
+
+
+def _make_file(sock, mode="r", bufsize=io.DEFAULT_BUFFER_SIZE):
+    if "r" in mode and LINE_READER_USABLE:
+        return LineReader(sock, mode, bufsize)
+    return MakeFile(sock, mode, bufsize)
+
+
+class Connection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = Request
+
+    def __init__(self, server, sock, makefile=MakeFile):
+        # A TLS adapter brings its own file maker; cheroot's own gets the fast reader.
+        super().__init__(server, sock, _make_file if makefile is MakeFile else makefile)
+
+
+
+
+def worker_count(pool):
+    """How many worker threads a cheroot ``ThreadPool`` has (its private ``_threads``: cheroot has no public
+    count)."""
+    return len(pool._threads)

@@ -1,0 +1,340 @@
+"""Every option of ``runcherrypy``, declared once.
+
+``OPTIONS`` is the one table: each ``Option`` gives its name, command-line flags, ``RUNCHERRYPY_*`` setting,
+converter, real default and help. The command's argparse parser (``add_arguments``), the values the server runs
+with (``resolve``: the command line over the settings over the defaults, each checked by the same converter) and
+the option table in README.md (``markdown_table``, checked by a test) are all made from it, as gunicorn's
+``config.py`` and waitress's ``adjustments.py`` do.
+
+    python -m devserver.options    # prints the README's option table
+"""
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .media import hashed_name
+
+__all__ = ["OPTIONS", "Option", "OptionError", "add_arguments", "markdown_table", "resolve"]
+
+
+DEFAULT_MAX_THREADS = 100
+"""The most worker threads when ``--max-threads`` is not given (or ``--threads``, if that is more)."""
+
+
+class OptionError(ValueError):
+    """A bad option value; the message names where it came from (``--threads: ...`` or ``RUNCHERRYPY_THREADS:
+    ...``) and is one line."""
+
+
+def whole_number(minimum):
+    """A converter: ``int`` (or its text) of at least ``minimum``; ``ValueError`` otherwise."""
+
+    def convert(value):
+        if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+            number = int(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            number = None
+        if number is None or number < minimum:
+            raise ValueError(f"expected a whole number of at least {minimum}, got {value!r}")
+        return number
+
+    convert.numeric = True
+    return convert
+
+
+def seconds(value):
+    """A converter: a finite number of seconds, 0 or more (text, ``int`` or ``float``)."""
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not (0 <= number and math.isfinite(number)):
+        raise ValueError(f"expected a number of seconds, 0 or more, got {value!r}")
+    return number
+
+
+seconds.numeric = True
+
+
+def port_number(value):
+    """A converter: a TCP port, 0 to 65535 (0: a free port, chosen when binding)."""
+    try:
+        number = whole_number(0)(value)
+    except ValueError:
+        number = None
+    if number is None or number > 65535:
+        raise ValueError(f"expected a port number from 0 to 65535, got {value!r}")
+    return number
+
+
+def text(value):
+    """A converter: non-empty text."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected some text, got {value!r}")
+    return value.strip()
+
+
+def boolean(value):
+    """A converter for settings that are on or off: ``True`` or ``False`` only."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected True or False, got {value!r}")
+    return value
+
+
+def cache_control(value):
+    """A converter: a Cache-Control field value, or ``None`` (or ``""``) for none."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"expected a string or None, got {value!r}")
+    if value and any(ord(char) < 32 or ord(char) > 126 for char in value):
+        raise ValueError(f"expected printable ASCII, got {value!r}")
+    return value or None
+
+
+def file_test(value):
+    """A converter: a callable taking a path, a regular expression (searched in the path), or ``None``."""
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str):
+        try:
+            return re.compile(value).search
+        except re.error as error:
+            raise ValueError(f"not a valid regular expression: {error}") from None
+    raise ValueError(f"expected a callable or a regular expression, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option.
+
+    ``name``: the key of ``resolve``'s result (and argparse's ``dest``). ``flags``: command-line flags, none for a
+    setting-only option; ``off_flags``: flags that turn a switch off (``--noreload``). ``setting``: the Django
+    setting that gives the default, or ``None``. ``convert``: turns command-line text or a setting's value into
+    the value, raising ``ValueError`` with the reason; ``None`` for a switch (``store_true``/``store_false``).
+    ``default``: the value when neither is given; ``debug_default``: the value instead when DEBUG is on.
+    ``default_text``: how the README and ``--help`` state the default, when the value alone would mislead.
+    ``keyword``: the ``devserver.server.Server`` keyword argument it becomes, if any.
+    """
+
+    name: str
+    help: str
+    flags: tuple = ()
+    off_flags: tuple = ()
+    setting: str | None = None
+    convert: Callable | None = None
+    default: object = None
+    debug_default: object = None
+    default_text: str | None = None
+    metavar: str | None = None
+    keyword: str | None = None
+
+    @property
+    def switch(self):
+        return self.convert is None
+
+    def default_for(self, debug):
+        if self.debug_default is not None and debug:
+            return self.debug_default
+        return self.default
+
+    def describe_default(self):
+        if self.switch:
+            return None  # off unless its flag is given
+        if self.default_text is not None:
+            return self.default_text
+        if self.debug_default is not None:
+            return f"{self.debug_default} under DEBUG, else {self.default}"
+        return None if self.default is None else str(self.default)
+
+
+OPTIONS = (
+    Option(
+        "addrport",
+        "Address and port to listen on, as runserver takes them: `8000`, `0.0.0.0:8000`, `[::1]:8000`, "
+        "`localhost:8000`; port 0 takes a free port, shown in the banner.",
+        convert=text,
+        default_text="127.0.0.1:8000",
+    ),
+    Option(
+        "use_ipv6", "Listen on ::1 by default; an address must then be IPv6.", flags=("-6", "--ipv6"), default=False
+    ),
+    Option(
+        "host",
+        "Address or host name to listen on, instead of addrport.",
+        flags=("--host",),
+        convert=text,
+        metavar="HOST",
+        default_text="127.0.0.1",
+    ),
+    Option(
+        "port",
+        "Port to listen on, instead of addrport.",
+        flags=("-p", "--port"),
+        convert=port_number,
+        metavar="PORT",
+        default_text="8000",
+    ),
+    Option(
+        "threads",
+        "Worker threads kept ready.",
+        flags=("--threads",),
+        setting="RUNCHERRYPY_THREADS",
+        convert=whole_number(1),
+        default=10,
+        metavar="MIN",
+        keyword="numthreads",
+    ),
+    Option(
+        "max_threads",
+        "The most worker threads: while every worker is busy and requests wait, the pool grows toward MAX; "
+        "workers above MIN idle for 10 s are retired.",
+        flags=("--max-threads",),
+        setting="RUNCHERRYPY_MAX_THREADS",
+        convert=whole_number(1),
+        default_text=f"{DEFAULT_MAX_THREADS}, or MIN if more",
+        metavar="MAX",
+        keyword="max",
+    ),
+    Option(
+        "use_threading",
+        "One worker thread: requests are answered one at a time.",
+        off_flags=("--nothreading",),
+        default=True,
+    ),
+    Option(
+        "shutdown_timeout",
+        "Seconds that requests in flight get to finish on Ctrl-C or SIGTERM.",
+        flags=("--shutdown-timeout",),
+        setting="RUNCHERRYPY_SHUTDOWN_TIMEOUT",
+        convert=seconds,
+        default=5,
+        metavar="SECONDS",
+        keyword="shutdown_timeout",
+    ),
+    Option(
+        "use_reloader",
+        "Restart when the project's Python code changes (`--reload`) or not (`--noreload`); each restart says "
+        "which file changed.",
+        flags=("--reload",),
+        off_flags=("--noreload",),
+        setting="RUNCHERRYPY_RELOAD",
+        convert=boolean,
+        default=False,
+        debug_default=True,
+        default_text="on under DEBUG, else off",
+    ),
+    Option(
+        "use_static_handler", "Do not serve static files at STATIC_URL.", off_flags=("--nostatic",), default=True
+    ),
+    Option(
+        "insecure_serving",
+        "Serve static files through the staticfiles finders even when DEBUG is off.",
+        flags=("--insecure",),
+        default=False,
+    ),
+    Option(
+        "static_max_age",
+        "Seconds a browser may reuse a static file without asking; 0 sends `Cache-Control: no-cache` "
+        "(revalidate each time).",
+        setting="RUNCHERRYPY_STATIC_MAX_AGE",
+        convert=whole_number(0),
+        default=60,
+        debug_default=0,
+        default_text="0 under DEBUG, else 60",
+    ),
+    Option(
+        "immutable_file_test",
+        "Static files that never change, which get `max-age=31536000, immutable`: a callable taking the path "
+        "below STATIC_URL, or a regular expression searched in it.",
+        setting="RUNCHERRYPY_IMMUTABLE_FILE_TEST",
+        convert=file_test,
+        default=hashed_name,
+        default_text="names with ManifestStaticFilesStorage's hash (`base.27e20196a850.css`)",
+    ),
+    Option(
+        "media_cache_control",
+        "Cache-Control of media files (uploads may be replaced under the same name); `None` for none.",
+        setting="RUNCHERRYPY_MEDIA_CACHE_CONTROL",
+        convert=cache_control,
+        default="no-cache",
+    ),
+)
+
+OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def add_arguments(parser):
+    """Add every option that has flags to an argparse ``parser``. Values stay text (``None`` when not given):
+    ``resolve`` converts them, so that a bad value is one ``OptionError`` whatever its source."""
+    for option in OPTIONS:
+        help_text = option.help.replace("`", "").replace("%", "%%")
+        default = option.describe_default()
+        if option.name == "addrport":
+            parser.add_argument("addrport", nargs="?", help=f"{help_text} [default: {default}]")
+        elif option.switch:
+            action = "store_false" if option.off_flags else "store_true"
+            flags = option.off_flags or option.flags
+            parser.add_argument(*flags, action=action, dest=option.name, default=option.default, help=help_text)
+        elif option.off_flags:  # on, off, or (None) as the setting or DEBUG says
+            parser.add_argument(
+                *option.flags, action="store_const", const=True, dest=option.name, help=f"{help_text} [default: {default}]"
+            )
+            off_help = f"The opposite of {option.flags[0]}."
+            parser.add_argument(*option.off_flags, action="store_const", const=False, dest=option.name, help=off_help)
+        elif option.flags:
+            if default is not None:
+                help_text += f" [default: {default}]"
+            parser.add_argument(*option.flags, dest=option.name, metavar=option.metavar, help=help_text)
+    return parser
+
+
+def resolve(names, given, settings):
+    """Return ``{name: value}`` for the options named: the command-line value in ``given`` when it is not
+    ``None``, else the option's setting when ``settings`` has it, else its default (by ``settings.DEBUG``).
+
+    Command-line text and settings' values go through the same converter; a switch's ``True``/``False`` from
+    argparse is taken as it is. ``OptionError`` names the flag or the setting of a bad value.
+    """
+    values = {}
+    for name in names:
+        option = OPTIONS_BY_NAME[name]
+        value, source = given.get(name), max(option.flags, key=len) if option.flags else None
+        if isinstance(value, bool):
+            values[name] = value
+            continue
+        if value is None and option.setting is not None and hasattr(settings, option.setting):
+            value, source = getattr(settings, option.setting), option.setting
+            if isinstance(value, str) and getattr(option.convert, "numeric", False):
+                raise OptionError(f"{source}: expected a number, not the text {value!r}.")
+        elif value is None:
+            values[name] = option.default_for(getattr(settings, "DEBUG", False))
+            continue
+        try:
+            values[name] = option.convert(value) if option.convert is not None else value
+        except ValueError as error:
+            raise OptionError(f"{source}: {error}.") from None
+    return values
+
+
+def markdown_table():
+    """The README's option table: flag or setting, default, meaning."""
+    rows = ["| option | setting | default | what it does |", "| --- | --- | --- | --- |"]
+    for option in OPTIONS:
+        if option.name == "addrport":
+            flags = "`addrport`"
+        else:
+            shown = [*option.flags, *option.off_flags]
+            if option.metavar:
+                shown = [f"{flag} {option.metavar}" if flag in option.flags else flag for flag in shown]
+            flags = ", ".join(f"`{flag}`" for flag in shown) or "—"
+        setting = f"`{option.setting}`" if option.setting else "—"
+        default = option.describe_default() or "—"
+        rows.append(f"| {flags} | {setting} | {default} | {option.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
