@@ -37,14 +37,14 @@ def manage(tmp_path, *args, timeout=60, **env):
 class Runcherrypy:
     """A running ``manage.py runcherrypy``; ``url`` is read from its banner, its output is kept in ``lines``."""
 
-    def __init__(self, tmp_path, *args, start_timeout=30, cwd=ROOT, **env):
+    def __init__(self, tmp_path, *args, start_timeout=30, cwd=ROOT, python=sys.executable, environ=None, **env):
         self.lines = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runcherrypy", *args],
+            [python, "manage.py", "runcherrypy", *args],
             cwd=cwd,
             start_new_session=True,  # its own process group, for a Ctrl-C sent to the group
-            env=manage_env(tmp_path, **env),
+            env=environ if environ is not None else manage_env(tmp_path, **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
