@@ -6,30 +6,35 @@ piece says what it replaces and why, and ``tests/test_cheroot_overrides.py`` pin
 cheroot release that moves it fails a test instead of misbehaving. Pinned to cheroot 11.1.x (``pyproject.toml``);
 CI also runs the tests against the newest release that range allows.
 
-Measured with ``bench/overrides.py`` (a 5 KiB file and its 304 on one core, each piece swapped for cheroot's own):
+Measured with ``bench/overrides.py``: instructions per request (valgrind, so the same on every run) for a 5 KiB file
+and its 304, with one piece at a time swapped for cheroot's own. A copy of cheroot's code stays only where it buys
+5% or more, or where it fixes a defect; otherwise the override is narrow and calls ``super()``.
 
 - ``Gateway.get_environ``: a copy of ``cheroot.wsgi.Gateway_10.get_environ`` plus ``wsgi.file_wrapper``, with
   header names turned into ``HTTP_*`` keys through a bounded cache instead of ``str.format`` per header.
-  {get_environ}
-- ``Gateway.start_response``: a copy of cheroot's, in one pass over the headers (cheroot's makes four calls per
-  header). {start_response}
+  cheroot's own costs 12% more per 5 KiB request and 14% more per 304.
+- ``Gateway.start_response``: narrow. A copy in one pass over the headers bought 4.0% and 2.0%, so cheroot's is
+  called; the override only makes a second call with ``exc_info`` replace the first call's headers (PEP 3333),
+  where cheroot appends them (a duplicate Content-Type and a Content-Length that no longer fits).
 - ``Gateway.respond``: replaces cheroot's to add ``wsgi.file_wrapper`` bodies sent with ``socket.sendfile``, no body
   on HEAD (RFC 9110 §9.3.2; cheroot sends whatever the application yields, which breaks keep-alive framing), and
   ``close()`` always called (cheroot's own skips it when sending the headers raises because the client has gone:
   Django's ``request_finished`` then never fires). Correctness, not speed.
 - ``Gateway.write``: when the body is one chunk of exactly Content-Length bytes, the header block is collected by
   swapping the connection's ``wfile`` for ``_HeaderCollector`` around cheroot's ``send_headers()`` and sent with the
-  body in one ``send`` (cheroot flushes each write: two sends, two TCP segments). {one_send}
+  body in one ``send`` (cheroot flushes each write: two sends, two TCP segments). Without it a 5 KiB response
+  costs 5.1% more instructions, besides the second segment on the wire.
 - ``DropUnderscoreHeaderReader``: replaces ``cheroot.server.HeaderReader.__call__`` (and reads its module constant
   ``comma_separated_headers``): request headers with ``_`` in their name dropped, as runserver does (cheroot's own
   ``DropUnderscoreHeaderReader`` raises ``TypeError`` on every request in 11.1); conflicting ``Content-Length``
   headers a 400 (upstream issue 737: cheroot keeps the last one, a way to smuggle a request). Correctness first;
-  one loop without two method calls per line. {header_reader}
+  one loop without two method calls per line (cheroot's reader with ``_allow_header`` overridden costs 4.3% and
+  4.9% more, and cannot see conflicting Content-Length headers).
 - ``Request.send_headers``: adds a ``Date`` formatted once a second, then calls cheroot's (``super()``).
 - ``LineReader``: ``readline`` on cheroot's ``StreamReader`` (a ``_pyio.BufferedReader``) that finds a line
   already in the buffer with one ``bytes.find`` on ``_pyio``'s private ``_read_buf``/``_read_pos``. It is used only
   when a ``StreamReader`` has those fields (``LINE_READER_USABLE``); otherwise cheroot's own reading is used.
-  {line_reader}
+  cheroot's own costs 44% more per 5 KiB request and 51% more per 304.
 - ``worker_count``: the size of a ``ThreadPool`` from its private ``_threads`` list (cheroot has no public count).
 """
 
@@ -176,25 +181,13 @@ class Gateway(wsgi.Gateway_10):
                     self.log_access()
 
     def start_response(self, status, headers, exc_info=None):
-        """PEP 3333's ``start_response``, as cheroot's (a second call only with ``exc_info``, which is raised once
-        headers are out; ``TypeError`` for a status or header that is not ``str``), in one pass over the
-        headers: cheroot's makes four calls per header."""
-        if self.started_response and not exc_info:
-            raise RuntimeError("WSGI start_response called a second time with no exc_info.")
-        self.started_response = True
-        if self.req.sent_headers:
-            raise exc_info[1]
-        if not isinstance(status, str):
-            raise TypeError("WSGI response status is not of type str.")
-        self.req.status = status.encode("ISO-8859-1")
-        outheaders = self.req.outheaders
-        for name, value in headers:
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise TypeError(f"WSGI response header {name!r}: {value!r} is not a pair of str.")
-            if len(name) == 14 and name.lower() == "content-length":
-                self.remaining_bytes_out = int(value)
-            outheaders.append((name.encode("ISO-8859-1"), value.encode("ISO-8859-1")))
-        return self.write
+        """cheroot's ``start_response``, except that a second call with ``exc_info`` before the headers are sent
+        replaces the first call's headers, as PEP 3333 says; cheroot appends them (a duplicate Content-Type, and a
+        Content-Length that no longer fits the body)."""
+        if exc_info and self.started_response and not self.req.sent_headers:
+            self.req.outheaders = []
+            self.remaining_bytes_out = None
+        return super().start_response(status, headers, exc_info)
 
     def can_sendfile(self):
         return self.req.server.ssl_adapter is None
@@ -388,8 +381,6 @@ class Connection(cheroot_server.HTTPConnection):
     def __init__(self, server, sock, makefile=MakeFile):
         # A TLS adapter brings its own file maker; cheroot's own gets the fast reader.
         super().__init__(server, sock, _make_file if makefile is MakeFile else makefile)
-
-
 
 
 def worker_count(pool):

@@ -52,7 +52,7 @@ def seconds(value):
         number = float(value) if not isinstance(value, bool) else None
     except (TypeError, ValueError):
         number = None
-    if number is None or not (0 <= number and math.isfinite(number)):
+    if number is None or not (number >= 0 and math.isfinite(number)):
         raise ValueError(f"expected a number of seconds, 0 or more, got {value!r}")
     return number
 
@@ -226,9 +226,7 @@ OPTIONS = (
         debug_default=True,
         default_text="on under DEBUG, else off",
     ),
-    Option(
-        "use_static_handler", "Do not serve static files at STATIC_URL.", off_flags=("--nostatic",), default=True
-    ),
+    Option("use_static_handler", "Do not serve static files at STATIC_URL.", off_flags=("--nostatic",), default=True),
     Option(
         "insecure_serving",
         "Serve static files through the staticfiles finders even when DEBUG is off.",
@@ -280,7 +278,11 @@ def add_arguments(parser):
             parser.add_argument(*flags, action=action, dest=option.name, default=option.default, help=help_text)
         elif option.off_flags:  # on, off, or (None) as the setting or DEBUG says
             parser.add_argument(
-                *option.flags, action="store_const", const=True, dest=option.name, help=f"{help_text} [default: {default}]"
+                *option.flags,
+                action="store_const",
+                const=True,
+                dest=option.name,
+                help=f"{help_text} [default: {default}]",
             )
             off_help = f"The opposite of {option.flags[0]}."
             parser.add_argument(*option.off_flags, action="store_const", const=False, dest=option.name, help=off_help)

@@ -25,6 +25,7 @@ The pool's "all workers busy" warning goes here too, beside the requests it dela
 server_logger = logging.getLogger("devserver.server")
 """cheroot's own messages (``HTTPServer.error_log``)."""
 
+
 def build_application(django_app, mounts):
     """Return the WSGI application the server runs: ``django_app`` at the root, each mounted ``Mount`` at its
     prefix, through ``cheroot.wsgi.PathInfoDispatcher`` (longest prefix first; ``/staticfoo`` does not match
@@ -97,8 +98,9 @@ class Server(wsgi.Server):
     """``cheroot.wsgi.Server`` as runcherrypy runs it.
 
     Arguments are ``cheroot.wsgi.Server``'s, with the defaults of ``devserver.options``: ``numthreads`` 10,
-    ``max`` (the most worker threads) 100, or ``numthreads`` if that is more, ``shutdown_timeout`` 5 seconds; ``request_queue_size`` (the listen backlog) ``socket.SOMAXCONN``, so that a
-    burst of connections is not refused while the pool grows. What it adds:
+    ``max`` (the most worker threads) 100, or ``numthreads`` if that is more, ``shutdown_timeout`` 5 seconds; and
+    ``request_queue_size`` (the listen backlog) ``socket.SOMAXCONN``, so that a burst of connections is not refused
+    while the pool grows. What it adds:
 
     - a pool that grows from ``numthreads`` toward ``max`` while requests wait (``PoolSizer``);
     - request headers with ``_`` in their name dropped (``DropUnderscoreHeaderReader``), request lines read

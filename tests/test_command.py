@@ -60,7 +60,11 @@ def test_addrport_as_runserver_takes_it(parsed, args, addr, port, ipv6):
 def test_the_server_gets_the_options_over_the_settings_over_the_defaults(parsed, settings):
     assert parsed()["server"] == {"numthreads": 10, "shutdown_timeout": 5}
     assert parsed("--threads", "4", "--shutdown-timeout", "0.5")["server"] == {"numthreads": 4, "shutdown_timeout": 0.5}
-    assert parsed("--threads", "2", "--max-threads", "2")["server"] == {"numthreads": 2, "max": 2, "shutdown_timeout": 5}
+    assert parsed("--threads", "2", "--max-threads", "2")["server"] == {
+        "numthreads": 2,
+        "max": 2,
+        "shutdown_timeout": 5,
+    }
     assert parsed("--nothreading")["server"] == {"numthreads": 1, "max": 1, "shutdown_timeout": 5}
     settings.RUNCHERRYPY_THREADS = 3
     settings.RUNCHERRYPY_MAX_THREADS = 30

@@ -14,6 +14,7 @@ import pytest
 
 from devserver.media import MediaHandler
 
+from .http import fetch
 from .process import ROOT
 from .wsgi import serving
 
@@ -48,18 +49,6 @@ def file_server(files):
     """A devserver Server with a MediaHandler over ``files``, in a thread of this process."""
     with serving(MediaHandler(files)) as server:
         yield server
-
-
-def fetch(port, path, method="GET", headers=None, connection=None):
-    own = connection is None
-    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    try:
-        connection.request(method, path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        if own:
-            connection.close()
 
 
 def test_a_body_sent_with_sendfile_is_the_file(file_server, files, sendfile_calls):

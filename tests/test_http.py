@@ -1,7 +1,6 @@
 """runcherrypy over real HTTP on loopback: the sample page, its tiles, static files, validators, safety,
 concurrency and a graceful stop."""
 
-import http.client
 import json
 import re
 import socket
@@ -14,32 +13,14 @@ import pytest
 
 from cherrytest.app.tiles import grid
 
+from .http import fetch, fetch_at_once
 from .process import ROOT
-
-
-def fetch(server, path, method="GET", headers=None, body=None):
-    """One request on its own connection; returns ``(status, headers, body)``."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=15)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        connection.close()
 
 
 def png_size(data):
     """``(width, height)`` from a PNG's IHDR chunk."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     return struct.unpack(">II", data[16:24])
-
-
-def fetch_at_once(server, path, count):
-    """``count`` requests for ``path``, all at once; returns their statuses and the seconds they took in all."""
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        results = list(pool.map(lambda _: fetch(server, path), range(count)))
-    return [status for status, _, _ in results], time.monotonic() - started
 
 
 def tile_sources(page):

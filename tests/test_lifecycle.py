@@ -5,7 +5,6 @@ import re
 import signal
 import threading
 import time
-import urllib.request
 
 import pytest
 from django.core.management import call_command
@@ -13,6 +12,7 @@ from django.core.management import call_command
 from devserver.lifecycle import REPEAT_SIGNAL_WINDOW, Outcome, StopRequest, stop_gracefully
 from devserver.management.commands.runcherrypy import Command
 
+from .http import fetch
 from .process import BANNER
 from .wsgi import serving
 
@@ -28,8 +28,7 @@ def in_background(url):
 
     def get():
         try:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                result["status"] = response.status
+            result["status"] = fetch(url, timeout=30)[0]
         except OSError as error:
             result["error"] = error
 
@@ -114,8 +113,7 @@ def test_the_command_runs_from_a_thread_other_than_the_main_one(db):
     while not (match := BANNER.search(output.getvalue())) and time.monotonic() < deadline and not errors:
         time.sleep(0.02)
     assert match, (errors, output.getvalue())
-    with urllib.request.urlopen(match["url"] + "sleep/?seconds=0", timeout=10) as response:
-        assert response.status == 200
+    assert fetch(match["url"] + "sleep/?seconds=0")[0] == 200
     command.runner.stop()
     thread.join(10)
     assert not thread.is_alive() and errors == []

@@ -1,36 +1,30 @@
 """The live servers for tests: the pytest fixture and the TestCase counterparts, on cheroot, in-process."""
 
 import json
-
-import pytest
 import socket
 import struct
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from django.core.signals import request_finished
 
 from devserver.server import Server
 from devserver.testing import LiveServerTestCase, StaticLiveServerTestCase
 
+from .http import fetch
 from .wsgi import serving
-
-
-def get(url, headers=None):
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
-        return response.status, response.headers, response.read()
 
 
 def test_the_fixture_serves_the_project_media_and_static(cherrypy_live_server):
     assert cherrypy_live_server.startup_seconds < 1
-    status, headers, body = get(cherrypy_live_server.url + "/")
+    status, headers, body = fetch(cherrypy_live_server.url + "/")
     assert status == 200 and b"/media/app/tiles/r0-c0.png" in body
     assert headers["Server"].startswith("Cheroot")
-    status, headers, _ = get(cherrypy_live_server + "/media/app/tiles/r0-c0.png")
+    status, headers, _ = fetch(cherrypy_live_server + "/media/app/tiles/r0-c0.png")
     assert (status, headers["Content-Type"]) == (200, "image/png")
-    status, headers, _ = get(cherrypy_live_server + "/static/admin/css/base.css")
+    status, headers, _ = fetch(cherrypy_live_server + "/static/admin/css/base.css")
     assert (status, headers["Content-Type"]) == (200, "text/css; charset=utf-8")
 
 
@@ -41,7 +35,7 @@ def test_the_fixture_is_one_server_per_session(cherrypy_live_server, request):
 
 def test_headers_with_underscores_are_dropped(cherrypy_live_server, settings):
     settings.ROOT_URLCONF = "tests.urls"
-    _, _, body = get(
+    _, _, body = fetch(
         cherrypy_live_server + "/test/headers/",
         headers={"X-Forwarded-Proto": "http", "X_Forwarded_Proto": "https", "X-Custom_Thing": "1"},
     )
@@ -71,23 +65,23 @@ def test_request_finished_fires_when_the_client_of_an_empty_response_is_gone(che
 
 class TestLiveServerTestCase(LiveServerTestCase):
     def test_serves_the_page_and_media_on_cheroot(self):
-        status, headers, body = get(self.live_server_url + "/")
+        status, headers, body = fetch(self.live_server_url + "/")
         self.assertEqual(status, 200)
         self.assertTrue(headers["Server"].startswith("Cheroot"))
-        status, headers, _ = get(self.live_server_url + "/media/app/picture.png")
+        status, headers, _ = fetch(self.live_server_url + "/media/app/picture.png")
         self.assertEqual((status, headers["Content-Type"]), (200, "image/png"))
 
     def test_requests_overlap(self):
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=10) as pool:
-            statuses = [status for status, _, _ in pool.map(get, [self.live_server_url + "/sleep/?seconds=0.5"] * 10)]
+            statuses = [status for status, _, _ in pool.map(fetch, [self.live_server_url + "/sleep/?seconds=0.5"] * 10)]
         self.assertEqual(statuses, [200] * 10)
         self.assertLess(time.monotonic() - started, 2.5)  # one at a time would take 5 s
 
 
 class TestStaticLiveServerTestCase(StaticLiveServerTestCase):
     def test_static_files_come_from_the_finders(self):
-        status, headers, _ = get(self.live_server_url + "/static/admin/css/base.css")
+        status, headers, _ = fetch(self.live_server_url + "/static/admin/css/base.css")
         self.assertEqual((status, headers["Content-Type"]), (200, "text/css; charset=utf-8"))
 
 
@@ -103,7 +97,7 @@ def test_the_pool_grows_to_max_then_retires_idle_workers():
         url = f"http://127.0.0.1:{server.bind_addr[1]}/?0.5"
         with ThreadPoolExecutor(max_workers=8) as pool:
             started = time.monotonic()
-            results = list(pool.map(get, [url] * 8))
+            results = list(pool.map(fetch, [url] * 8))
             elapsed = time.monotonic() - started
         assert [status for status, _, _ in results] == [200] * 8
         assert elapsed < 1.5  # 2 fixed workers would need 2 s
@@ -140,7 +134,7 @@ def check_the_server_sees_the_tests_data(live_server_url, django_user_model):
     status, url, page = admin_login(live_server_url, "admin", "a-long-password-1")
     assert (status, url) == (200, live_server_url + "/admin/"), page[:500]
     assert "Site administration" in page
-    _, _, body = get(live_server_url + "/test/users/")
+    _, _, body = fetch(live_server_url + "/test/users/")
     assert json.loads(body) == {"users": 2}
 
 
@@ -149,18 +143,22 @@ def test_the_live_server_sees_the_tests_data(cherrypy_live_server, django_user_m
     check_the_server_sees_the_tests_data(cherrypy_live_server.url, django_user_model)
 
 
-def test_the_live_server_sees_the_tests_data_beside_the_db_fixture(cherrypy_live_server, db, django_user_model, settings):
+def test_the_live_server_sees_the_tests_data_beside_the_db_fixture(
+    cherrypy_live_server, db, django_user_model, settings
+):
     settings.ROOT_URLCONF = "tests.urls"
     check_the_server_sees_the_tests_data(cherrypy_live_server.url, django_user_model)
 
 
 @pytest.mark.django_db
-def test_the_live_server_sees_the_tests_data_under_the_django_db_mark(cherrypy_live_server, django_user_model, settings):
+def test_the_live_server_sees_the_tests_data_under_the_django_db_mark(
+    cherrypy_live_server, django_user_model, settings
+):
     settings.ROOT_URLCONF = "tests.urls"
     check_the_server_sees_the_tests_data(cherrypy_live_server.url, django_user_model)
 
 
 def test_each_test_starts_with_an_empty_database(cherrypy_live_server, settings):
     settings.ROOT_URLCONF = "tests.urls"
-    _, _, body = get(cherrypy_live_server + "/test/users/")
+    _, _, body = fetch(cherrypy_live_server + "/test/users/")
     assert json.loads(body) == {"users": 0}

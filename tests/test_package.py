@@ -6,8 +6,8 @@ A file left out of the package (a module, a template, the management command) fa
 import os
 import subprocess
 import sys
-import urllib.request
 
+from .http import fetch
 from .process import ROOT, Runcherrypy
 
 
@@ -33,7 +33,9 @@ def test_the_wheel_serves_a_new_project_from_a_fresh_virtualenv(tmp_path):
     settings = tmp_path / "newsite" / "newsite" / "settings.py"
     text = settings.read_text()
     assert "'django.contrib.staticfiles'," in text
-    settings.write_text(text.replace("'django.contrib.staticfiles',", "'django.contrib.staticfiles',\n    'devserver',"))
+    settings.write_text(
+        text.replace("'django.contrib.staticfiles',", "'django.contrib.staticfiles',\n    'devserver',")
+    )
     origin = run(python, "-c", "import devserver; print(devserver.__file__)", cwd=tmp_path, env=environ).stdout
     assert origin.startswith(str(venv)), origin
 
@@ -41,9 +43,8 @@ def test_the_wheel_serves_a_new_project_from_a_fresh_virtualenv(tmp_path):
         tmp_path, "127.0.0.1:0", "--noreload", "--skip-checks", cwd=tmp_path / "newsite", python=python, environ=environ
     )
     try:
-        with urllib.request.urlopen(server.url, timeout=10) as response:
-            assert response.status == 200  # Django's "The install worked successfully!" page
-        with urllib.request.urlopen(server.url + "static/admin/css/base.css", timeout=10) as response:
-            assert response.status == 200 and response.headers["Content-Type"] == "text/css; charset=utf-8"
+        assert fetch(server)[0] == 200  # Django's "The install worked successfully!" page
+        status, headers, _ = fetch(server, "/static/admin/css/base.css")
+        assert (status, headers["Content-Type"]) == (200, "text/css; charset=utf-8")
     finally:
         assert server.stop() == 0, server.output

@@ -1,6 +1,5 @@
 """runcherrypy under the autoreloader, on a copy of the sample project: code changes, syntax errors, stopping."""
 
-import http.client
 import json
 import os
 import re
@@ -12,6 +11,7 @@ import time
 
 import pytest
 
+from .http import fetch
 from .process import ROOT, Runcherrypy
 
 
@@ -23,13 +23,8 @@ def free_port():
 
 
 def get(port, path, timeout=10):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    status, _, body = fetch(port, path, timeout=timeout)
+    return status, body
 
 
 def wait_for_body(port, path, wanted, timeout):

@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from .http import exchange
 from .wsgi import serving
 
 
@@ -27,24 +28,6 @@ def echo_app(environ, start_response):
 def port():
     with serving(echo_app) as server:
         yield server.bind_addr[1]
-
-
-def exchange(port, raw):
-    """Send raw bytes, read until the server closes; return the responses' (status line, headers, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
-        client.sendall(raw)
-        data = b""
-        while chunk := client.recv(65536):
-            data += chunk
-    responses = []
-    while data:
-        head, _, rest = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = dict(line.split(": ", 1) for line in lines[1:])
-        length = int(headers.get("Content-Length", len(rest)))
-        responses.append((lines[0], headers, rest[:length]))
-        data = rest[length:]
-    return responses
 
 
 def environ_of(port, raw):
