@@ -1,12 +1,20 @@
 import pytest
 
-from .process import Runcherrypy
+from .process import SAMPLE, Runcherrypy
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """``runcherrypy`` on the sample project, on a free loopback port, shared by a module's tests."""
+    """``runcherrypy`` on the tests' project, on a free loopback port, shared by a module's tests."""
     running = Runcherrypy(tmp_path_factory.mktemp("server"), "127.0.0.1:0", "--noreload")
+    yield running
+    assert running.stop() == 0, running.output
+
+
+@pytest.fixture(scope="module")
+def sample_server(tmp_path_factory):
+    """``runcherrypy`` on the sample project (``cherrytest``), as its README starts it, on a free loopback port."""
+    running = Runcherrypy(tmp_path_factory.mktemp("sample"), "127.0.0.1:0", "--noreload", **SAMPLE)
     yield running
     assert running.stop() == 0, running.output
 

@@ -11,12 +11,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BANNER = re.compile(r"Starting cheroot server at (?P<url>https?://\S+/)")
+SAMPLE = {"DJANGO_SETTINGS_MODULE": "cherrytest.settings"}
+"""The environment that runs ``manage.py`` on the sample project (``cherrytest``) instead of the tests' own."""
 
 
 def manage_env(tmp_path, **extra):
-    """The environment for a manage.py subprocess: its own database in ``tmp_path``, unbuffered output."""
+    """The environment for a manage.py subprocess: the tests' project (``**SAMPLE`` for the sample), its own
+    database in ``tmp_path``, unbuffered output."""
     env = dict(os.environ)
-    env.update(DJANGO_DATABASE=str(tmp_path / "db.sqlite3"), PYTHONUNBUFFERED="1")
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.project.settings",
+        DJANGO_DATABASE=str(tmp_path / "db.sqlite3"),
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 

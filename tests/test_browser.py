@@ -4,8 +4,8 @@ Needs the distribution's Chromium (``apt-get install chromium``) and the ``playw
 tests skip on a developer's machine and fail under CI (CI is set), where ``.ci/run`` installs both.
 """
 
-import logging
 import os
+import re
 import shutil
 
 import pytest
@@ -49,8 +49,14 @@ def page():
             browser.close()
 
 
-def test_the_tile_page_shows_all_36_tiles(page, cherrypy_live_server, tmp_path):
+def test_the_live_server_serves_a_page_with_its_picture_and_stylesheet(page, cherrypy_live_server):
     page.goto(cherrypy_live_server + "/", wait_until="load")
+    assert page.evaluate("Array.from(document.images, image => [image.complete, image.naturalWidth])") == [[True, 40]]
+    assert page.evaluate("getComputedStyle(document.body).marginTop") == "0px"  # site.css applied
+
+
+def test_the_sample_tile_page_shows_all_36_tiles(page, sample_server, tmp_path):
+    page.goto(sample_server.url, wait_until="load")
     images = page.evaluate(
         "Array.from(document.images, image => [image.complete, image.naturalWidth, image.naturalHeight])"
     )
@@ -59,8 +65,8 @@ def test_the_tile_page_shows_all_36_tiles(page, cherrypy_live_server, tmp_path):
     page.screenshot(path=tmp_path / "tiles.png")
 
 
-def test_the_ajax_page_answers_20_slow_requests_at_once(page, cherrypy_live_server):
-    page.goto(cherrypy_live_server + "/ajax/")
+def test_the_sample_ajax_page_answers_20_slow_requests_at_once(page, sample_server):
+    page.goto(sample_server.url + "ajax/")
     result = page.wait_for_selector('#result:is([data-state="done"], [data-state="failed"])', timeout=20_000)
     assert result.get_attribute("data-state") == "done", result.inner_text()
     seconds = float(result.get_attribute("data-seconds"))
@@ -68,9 +74,8 @@ def test_the_ajax_page_answers_20_slow_requests_at_once(page, cherrypy_live_serv
     assert seconds < 3, result.inner_text()
 
 
-def test_the_video_can_be_seeked(page, cherrypy_live_server, caplog):
-    caplog.set_level(logging.INFO, logger="django.server")
-    page.goto(cherrypy_live_server + "/video/")
+def test_the_sample_video_can_be_seeked(page, sample_server):
+    page.goto(sample_server.url + "video/")
     state = page.evaluate(
         """async () => {
             const video = document.getElementById("video");
@@ -92,5 +97,5 @@ def test_the_video_can_be_seeked(page, cherrypy_live_server, caplog):
     assert state["duration"] == pytest.approx(10, abs=0.1)
     assert 7.5 <= state["time"] < 9.5  # it seeked, then played on from there
     assert state["readyState"] >= 2  # HAVE_CURRENT_DATA: the frame at 7.5 s arrived
-    partial = [r.getMessage() for r in caplog.records if "zoom.webm" in r.getMessage() and '" 206 ' in r.getMessage()]
+    partial = sample_server.wait_for(re.compile(r'"GET /media/app/video/zoom\.webm HTTP/1\.1" 206 '), timeout=5)
     assert partial, "the browser's byte-range requests were not answered with 206"

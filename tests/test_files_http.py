@@ -111,8 +111,7 @@ def test_head_on_a_django_view_sends_no_body(cherrypy_live_server):
 
 
 def test_django_file_response_goes_out_with_sendfile(cherrypy_live_server, settings, sendfile_calls):
-    settings.ROOT_URLCONF = "tests.urls"
-    picture = (ROOT / "cherrytest/app/media/picture.png").read_bytes()
+    picture = (ROOT / "tests/project/media/picture.png").read_bytes()
     status, headers, body = fetch(cherrypy_live_server.thread.port, "/test/file-response/")
     assert (status, body) == (200, picture)
     assert sendfile_calls == [(0, len(picture))]
@@ -156,26 +155,36 @@ def test_an_interrupted_download_leaves_no_descriptor_open(tmp_path, start_serve
 
 
 def test_a_precompressed_sibling_is_served_over_http(server):
-    css = (ROOT / "cherrytest/app/static/app/site.css").read_bytes()
-    status, headers, body = fetch(server.port, "/static/app/site.css", headers={"Accept-Encoding": "gzip, deflate, br"})
+    css = (ROOT / "tests/project/static/project/site.css").read_bytes()
+    status, headers, body = fetch(
+        server.port, "/static/project/site.css", headers={"Accept-Encoding": "gzip, deflate, br"}
+    )
     assert status == 200
     assert headers["Content-Encoding"] == "gzip"
     assert headers["Vary"] == "Accept-Encoding"
     assert gzip.decompress(body) == css
-    status, headers, body = fetch(server.port, "/static/app/site.css")
+    status, headers, body = fetch(server.port, "/static/project/site.css")
     assert (headers["Content-Encoding"], body) == (None, css)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_compressed_gets_the_sibling(server):
     result = subprocess.run(
-        ["curl", "--silent", "--show-error", "--compressed", "--dump-header", "-", f"{server.url}static/app/site.css"],
+        [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--compressed",
+            "--dump-header",
+            "-",
+            f"{server.url}static/project/site.css",
+        ],
         capture_output=True,
         timeout=10,
     )
     head, _, body = result.stdout.partition(b"\r\n\r\n")
     assert b"Content-Encoding: gzip" in head
-    assert body == (ROOT / "cherrytest/app/static/app/site.css").read_bytes()
+    assert body == (ROOT / "tests/project/static/project/site.css").read_bytes()
 
 
 @pytest.fixture

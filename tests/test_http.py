@@ -1,5 +1,5 @@
-"""runcherrypy over real HTTP on loopback: the sample page, its tiles, static files, validators, safety,
-concurrency and a graceful stop."""
+"""runcherrypy over real HTTP on loopback: the sample's page and its tiles; on the tests' project, static files,
+validators, safety, concurrency and a graceful stop."""
 
 import json
 import re
@@ -27,8 +27,8 @@ def tile_sources(page):
     return re.findall(r'<img src="([^"]+)" width="(\d+)" height="(\d+)"', page)
 
 
-def test_the_page_lists_36_tiles(server):
-    status, headers, body = fetch(server, "/")
+def test_the_sample_page_lists_36_tiles(sample_server):
+    status, headers, body = fetch(sample_server, "/")
     assert status == 200
     assert headers["Content-Type"] == "text/html; charset=utf-8"
     sources = tile_sources(body.decode())
@@ -36,7 +36,8 @@ def test_the_page_lists_36_tiles(server):
     assert all(src.startswith("/media/app/tiles/") for src, _, _ in sources)
 
 
-def test_all_36_tiles_load_at_once_with_their_sizes(server):
+def test_all_36_tiles_of_the_sample_load_at_once_with_their_sizes(sample_server):
+    server = sample_server
     _, _, body = fetch(server, "/")
     sources = tile_sources(body.decode())
     expected = [(tile.width, tile.height) for row in grid() for tile in row]
@@ -55,9 +56,9 @@ def test_all_36_tiles_load_at_once_with_their_sizes(server):
 
 
 def test_each_response_is_in_the_access_log(server):
-    status, _, body = fetch(server, "/media/app/tiles/r2-c3.png")
+    status, _, body = fetch(server, "/media/picture.png?log=1")
     assert status == 200
-    assert server.wait_for(f'"GET /media/app/tiles/r2-c3.png HTTP/1.1" 200 {len(body)}')
+    assert server.wait_for(f'"GET /media/picture.png?log=1 HTTP/1.1" 200 {len(body)}')
 
 
 def test_the_admin_is_styled(server):
@@ -72,7 +73,7 @@ def test_the_admin_is_styled(server):
         assert len(css) == int(headers["Content-Length"]) > 0
 
 
-@pytest.mark.parametrize("path", ["/media/app/tiles/r0-c0.png", "/static/admin/css/base.css"])
+@pytest.mark.parametrize("path", ["/media/picture.png", "/static/admin/css/base.css"])
 def test_a_repeated_request_gets_304_by_etag_and_by_date(server, path):
     status, headers, _ = fetch(server, path)
     assert status == 200
@@ -90,8 +91,8 @@ def test_a_repeated_request_gets_304_by_etag_and_by_date(server, path):
 
 
 def test_head_has_the_headers_and_no_body(server):
-    _, get_headers, get_body = fetch(server, "/media/app/picture.png")
-    status, headers, body = fetch(server, "/media/app/picture.png", method="HEAD")
+    _, get_headers, get_body = fetch(server, "/media/picture.png")
+    status, headers, body = fetch(server, "/media/picture.png", method="HEAD")
     assert status == 200
     assert body == b""
     assert headers["Content-Length"] == str(len(get_body))
@@ -101,7 +102,7 @@ def test_head_has_the_headers_and_no_body(server):
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
 def test_other_methods_get_405(server, method):
-    status, headers, _ = fetch(server, "/media/app/picture.png", method=method, body=b"x")
+    status, headers, _ = fetch(server, "/media/picture.png", method=method, body=b"x")
     assert status == 405
     assert headers["Allow"] == "GET, HEAD"
 
@@ -110,19 +111,19 @@ def test_other_methods_get_405(server, method):
     "path",
     [
         "/media/../manage.py",
-        "/media/app/../../manage.py",
-        "/media/app/../../cherrytest/settings.py",
+        "/media/docs/../../manage.py",
+        "/media/docs/../../tests/project/settings.py",
         "/media/%2e%2e/manage.py",
         "/media/%2E%2E/%2E%2E/etc/passwd",
         "/media/..%2fmanage.py",
-        "/media/app/..%2f..%2fmanage.py",
+        "/media/docs/..%2f..%2fmanage.py",
         "/media/%2fetc%2fpasswd",
         "/media//etc/passwd",
-        "/media/app/tiles/r0-c0.png%00.txt",
+        "/media/picture.png%00.txt",
         "/media/%00",
         "/media/..",
-        "/media/app",
-        "/media/app/",
+        "/media/docs",
+        "/media/docs/",
         "/static/../cherrytest/settings.py",
         "/static/%2e%2e/cherrytest/settings.py",
         "/static/admin/../../../../../../etc/passwd",
@@ -140,9 +141,9 @@ def test_traversal_and_directories_get_404_without_paths(server, path):
 
 
 def test_a_percent_encoded_name_is_decoded(server):
-    status, _, body = fetch(server, "/media/app/tiles/r0%2Dc0.png")  # %2D is "-"
+    status, _, body = fetch(server, "/media/pictur%65.png")  # %65 is "e"
     assert status == 200
-    assert png_size(body) == (100, 100)
+    assert png_size(body) == (40, 30)
 
 
 def test_concurrent_slow_requests_overlap(server):

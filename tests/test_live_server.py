@@ -20,9 +20,9 @@ from .wsgi import serving
 def test_the_fixture_serves_the_project_media_and_static(cherrypy_live_server):
     assert cherrypy_live_server.startup_seconds < 1
     status, headers, body = fetch(cherrypy_live_server.url + "/")
-    assert status == 200 and b"/media/app/tiles/r0-c0.png" in body
+    assert status == 200 and b"/media/picture.png" in body
     assert headers["Server"].startswith("Cheroot")
-    status, headers, _ = fetch(cherrypy_live_server + "/media/app/tiles/r0-c0.png")
+    status, headers, _ = fetch(cherrypy_live_server + "/media/picture.png")
     assert (status, headers["Content-Type"]) == (200, "image/png")
     status, headers, _ = fetch(cherrypy_live_server + "/static/admin/css/base.css")
     assert (status, headers["Content-Type"]) == (200, "text/css; charset=utf-8")
@@ -33,8 +33,7 @@ def test_the_fixture_is_one_server_per_session(cherrypy_live_server, request):
     assert isinstance(cherrypy_live_server.server, Server)
 
 
-def test_headers_with_underscores_are_dropped(cherrypy_live_server, settings):
-    settings.ROOT_URLCONF = "tests.urls"
+def test_headers_with_underscores_are_dropped(cherrypy_live_server):
     _, _, body = fetch(
         cherrypy_live_server + "/test/headers/",
         headers={"X-Forwarded-Proto": "http", "X_Forwarded_Proto": "https", "X-Custom_Thing": "1"},
@@ -44,8 +43,7 @@ def test_headers_with_underscores_are_dropped(cherrypy_live_server, settings):
     assert "HTTP_X_CUSTOM_THING" not in seen
 
 
-def test_request_finished_fires_when_the_client_of_an_empty_response_is_gone(cherrypy_live_server, settings):
-    settings.ROOT_URLCONF = "tests.urls"
+def test_request_finished_fires_when_the_client_of_an_empty_response_is_gone(cherrypy_live_server):
     finished = threading.Event()
 
     def on_finished(**kwargs):
@@ -68,7 +66,7 @@ class TestLiveServerTestCase(LiveServerTestCase):
         status, headers, body = fetch(self.live_server_url + "/")
         self.assertEqual(status, 200)
         self.assertTrue(headers["Server"].startswith("Cheroot"))
-        status, headers, _ = fetch(self.live_server_url + "/media/app/picture.png")
+        status, headers, _ = fetch(self.live_server_url + "/media/picture.png")
         self.assertEqual((status, headers["Content-Type"]), (200, "image/png"))
 
     def test_requests_overlap(self):
@@ -138,27 +136,19 @@ def check_the_server_sees_the_tests_data(live_server_url, django_user_model):
     assert json.loads(body) == {"users": 2}
 
 
-def test_the_live_server_sees_the_tests_data(cherrypy_live_server, django_user_model, settings):
-    settings.ROOT_URLCONF = "tests.urls"
+def test_the_live_server_sees_the_tests_data(cherrypy_live_server, django_user_model):
     check_the_server_sees_the_tests_data(cherrypy_live_server.url, django_user_model)
 
 
-def test_the_live_server_sees_the_tests_data_beside_the_db_fixture(
-    cherrypy_live_server, db, django_user_model, settings
-):
-    settings.ROOT_URLCONF = "tests.urls"
+def test_the_live_server_sees_the_tests_data_beside_the_db_fixture(cherrypy_live_server, db, django_user_model):
     check_the_server_sees_the_tests_data(cherrypy_live_server.url, django_user_model)
 
 
 @pytest.mark.django_db
-def test_the_live_server_sees_the_tests_data_under_the_django_db_mark(
-    cherrypy_live_server, django_user_model, settings
-):
-    settings.ROOT_URLCONF = "tests.urls"
+def test_the_live_server_sees_the_tests_data_under_the_django_db_mark(cherrypy_live_server, django_user_model):
     check_the_server_sees_the_tests_data(cherrypy_live_server.url, django_user_model)
 
 
-def test_each_test_starts_with_an_empty_database(cherrypy_live_server, settings):
-    settings.ROOT_URLCONF = "tests.urls"
+def test_each_test_starts_with_an_empty_database(cherrypy_live_server):
     _, _, body = fetch(cherrypy_live_server + "/test/users/")
     assert json.loads(body) == {"users": 0}

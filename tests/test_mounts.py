@@ -89,7 +89,7 @@ def test_the_dispatcher_routes_by_prefix_and_leaves_the_rest_to_django():
         return [f"django {environ['SCRIPT_NAME']!r} {environ['PATH_INFO']!r}".encode()]
 
     application = build_application(django_app, file_mounts())
-    assert call(application, "/media/app/picture.png").header("Content-Type") == "image/png"
+    assert call(application, "/media/picture.png").header("Content-Type") == "image/png"
     assert call(application, "/static/admin/css/base.css").header("Content-Type") == "text/css; charset=utf-8"
     assert call(application, "/staticfoo/x.css").body == b"django '' '/staticfoo/x.css'"
     assert call(application, "/").body == b"django '' '/'"
@@ -141,5 +141,5 @@ class TestCacheSettings:
     @override_settings(DEBUG=True)
     def test_the_mounted_handlers_carry_the_policy(self):
         application = build_application(lambda environ, start_response: [], file_mounts())
-        assert call(application, "/media/app/picture.png").header("Cache-Control") == "no-cache"
+        assert call(application, "/media/picture.png").header("Cache-Control") == "no-cache"
         assert call(application, "/static/admin/css/base.css").header("Cache-Control") == "no-cache"

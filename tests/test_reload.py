@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .http import fetch
-from .process import ROOT, Runcherrypy
+from .process import ROOT, SAMPLE, Runcherrypy
 
 
 def free_port():
@@ -56,7 +56,9 @@ def reloading(project, tmp_path):
     started = []
 
     def start(*args, **env):
-        server = Runcherrypy(tmp_path, f"127.0.0.1:{free_port()}", *args, cwd=project, PYTHONPATH=str(ROOT), **env)
+        server = Runcherrypy(
+            tmp_path, f"127.0.0.1:{free_port()}", *args, cwd=project, PYTHONPATH=str(ROOT), **{**SAMPLE, **env}
+        )
         started.append(server)
         assert server.wait_for("Watching for file changes with")
         # StatReloader's first pass records the files' mtimes: an edit made before it is the baseline, not a

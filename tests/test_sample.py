@@ -41,7 +41,9 @@ def test_the_media_folder_links_the_app_media_relatively():
 def test_cut_tiles_cuts_the_same_tiles(tmp_path, monkeypatch):
     monkeypatch.setattr("cherrytest.app.management.commands.cut_tiles.MEDIA_DIR", tmp_path)
     (tmp_path / PICTURE).write_bytes((MEDIA_DIR / PICTURE).read_bytes())
-    call_command("cut_tiles", stdout=io.StringIO())
+    from cherrytest.app.management.commands.cut_tiles import Command  # the sample's app is not installed here
+
+    call_command(Command(), stdout=io.StringIO())
     for row in grid():
         for tile in row:
             with Image.open(tmp_path / tile.name) as cut, Image.open(MEDIA_DIR / tile.name) as committed:
