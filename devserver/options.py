@@ -16,7 +16,16 @@ from dataclasses import dataclass
 
 from .media import hashed_name
 
-__all__ = ["OPTIONS", "Option", "OptionError", "add_arguments", "markdown_table", "resolve"]
+__all__ = [
+    "DEFAULT_MAX_THREADS",
+    "OPTIONS",
+    "OPTIONS_BY_NAME",
+    "Option",
+    "OptionError",
+    "add_arguments",
+    "markdown_table",
+    "resolve",
+]
 
 
 DEFAULT_MAX_THREADS = 100

@@ -13,8 +13,7 @@ import time
 from cheroot import wsgi
 
 from .cheroot_overrides import Connection, Gateway, worker_count
-from .options import DEFAULT_MAX_THREADS
-from .options import OPTIONS_BY_NAME as OPTIONS
+from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
 
 __all__ = ["PoolSizer", "Server", "ServingThread", "build_application", "create_server"]
 
@@ -124,9 +123,9 @@ class Server(wsgi.Server):
         bind_addr,
         wsgi_app,
         *,
-        numthreads=OPTIONS["threads"].default,
+        numthreads=OPTIONS_BY_NAME["threads"].default,
         max=None,
-        shutdown_timeout=OPTIONS["shutdown_timeout"].default,
+        shutdown_timeout=OPTIONS_BY_NAME["shutdown_timeout"].default,
         request_queue_size=socket.SOMAXCONN,
         **kwargs,
     ):
