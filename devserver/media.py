@@ -136,7 +136,33 @@ def byte_range(header, size):
     return max(size - suffix, 0), size - 1
 
 
-@lru_cache(maxsize=128)
+CACHED_KEY_LENGTH = 256
+"""Caches keyed by what a client sends (a path, an Accept-Encoding value) keep only keys of at most this many
+characters, so that their memory is bounded (4,096 paths of 256 characters: about 1 MiB) whatever clients send;
+longer ones are computed each time."""
+
+
+def _bounded_cache(maxsize):
+    """``lru_cache(maxsize)`` for a function of one string, skipped for strings over ``CACHED_KEY_LENGTH``."""
+
+    def decorate(function):
+        cached = lru_cache(maxsize=maxsize)(function)
+
+        def lookup(key, *rest):
+            if len(key) > CACHED_KEY_LENGTH:
+                return function(key, *rest)
+            return cached(key, *rest)
+
+        lookup.cache_info = cached.cache_info
+        lookup.cache_clear = cached.cache_clear
+        lookup.__doc__ = function.__doc__
+        lookup.__name__ = function.__name__
+        return lookup
+
+    return decorate
+
+
+@_bounded_cache(maxsize=128)
 def _codings(accept_encoding):
     qualities = {}
     for item in accept_encoding.split(","):
@@ -340,7 +366,7 @@ class FileIterator:
         self.file.close()
 
 
-@lru_cache(maxsize=4096)
+@_bounded_cache(maxsize=4096)
 def relative_path(path_info):
     """Turn a WSGI ``PATH_INFO`` into a relative filesystem path, or ``None`` if it must not be served.
 
@@ -348,7 +374,7 @@ def relative_path(path_info):
     filesystem encoding, so a UTF-8 file name requested percent-encoded is found. ``None`` for a NUL byte, a
     ``..`` segment (whether it arrived plain or percent-encoded), a trailing slash or no name at all. Empty and
     ``.`` segments are dropped, so ``//etc/passwd`` means ``etc/passwd`` below the root. A pure function of its
-    argument, so its answers are cached.
+    argument, so its answers are cached (for paths of at most ``CACHED_KEY_LENGTH`` characters).
     """
     try:
         path = os.fsdecode(path_info.encode("latin-1"))
@@ -362,8 +388,8 @@ def relative_path(path_info):
     return os.path.join(*segments)
 
 
-@lru_cache(maxsize=4096)
-def _safe_join(root, relative):
+@_bounded_cache(maxsize=4096)
+def _safe_join(relative, root):
     # Django's safe_join is lexical (no filesystem access, and root is absolute): its answer can be kept.
     return safe_join(root, relative)
 
@@ -529,7 +555,7 @@ class MediaHandler(FileHandler):
         return f"{type(self).__name__}({self.root!r})"
 
     def locate(self, relative):
-        return _safe_join(self.root, relative)
+        return _safe_join(relative, self.root)
 
 
 class FinderHandler(FileHandler):

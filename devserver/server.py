@@ -12,7 +12,7 @@ import time
 
 from cheroot import wsgi
 
-from .cheroot_overrides import Connection, Gateway, worker_count
+from .cheroot_overrides import Connection, Gateway, grow, worker_count
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
 
 __all__ = ["PoolSizer", "Server", "ServingThread", "build_application", "create_server"]
@@ -69,7 +69,7 @@ class PoolSizer(threading.Thread):
             waiting, idle, size = pool.qsize, pool.idle, self.size
             if waiting and not idle:
                 if size < pool.max:
-                    pool.grow(min(waiting, pool.max - size))
+                    grow(pool, min(waiting, pool.max - size))
                 elif warned_at is None or time.monotonic() - warned_at >= self.warn_every:
                     warned_at = time.monotonic()
                     access_logger.warning(

@@ -44,8 +44,9 @@ def test_the_internals_it_relies_on_are_there():
     assert "self.conn.wfile.write" in inspect.getsource(cheroot_server.HTTPRequest.send_headers)
     # The header reader folds the headers cheroot lists as comma-separated.
     assert b"Accept" in cheroot_server.comma_separated_headers
-    # The pool size is read from the pool's private worker list.
-    assert isinstance(wsgi.Server(("127.0.0.1", 0), None).requests._threads, list)
+    # The pool size is read from the pool's private worker list, which grow() clears of exited workers first.
+    pool = wsgi.Server(("127.0.0.1", 0), None).requests
+    assert isinstance(pool._threads, list) and callable(pool._clear_dead_threads)
 
 
 def test_the_environ_is_cheroots_plus_the_file_wrapper(monkeypatch):
@@ -183,3 +184,22 @@ def test_a_file_body_without_a_descriptor_goes_block_by_block(monkeypatch):
 def test_worker_count(count):
     with serving(environ_app, numthreads=count, max=count) as server:
         assert overrides.worker_count(server.requests) == count
+
+
+def test_a_pool_that_shrank_grows_again():
+    import time
+
+    with serving(environ_app, numthreads=2, max=6) as server:
+        pool = server.requests
+        server.pool_sizer.stop()  # the pool is driven by hand here
+        overrides.grow(pool, 4)
+        assert overrides.worker_count(pool) == 6
+        pool.shrink(4)
+        deadline = time.monotonic() + 5
+        while overrides.worker_count(pool) > 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert overrides.worker_count(pool) == 2
+        pool.grow(4)  # cheroot's own: its exited workers still count against max (the finding)
+        assert overrides.worker_count(pool) == 2
+        overrides.grow(pool, 4)
+        assert overrides.worker_count(pool) == 6

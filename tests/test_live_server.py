@@ -104,6 +104,14 @@ def test_the_pool_grows_to_max_then_retires_idle_workers():
         while server.pool_sizer.size > 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.pool_sizer.size == 2
+        # And it grows again: cheroot counted its exited workers against max, and the pool stayed at 2.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            started = time.monotonic()
+            results = list(pool.map(fetch, [url] * 8))
+            elapsed = time.monotonic() - started
+        assert [status for status, _, _ in results] == [200] * 8
+        assert elapsed < 1.5, elapsed
+        assert server.pool_sizer.size == 8
 
 
 def admin_login(base_url, username, password):

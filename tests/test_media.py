@@ -534,3 +534,17 @@ def test_preferred_encoding_directly():
     assert preferred_encoding("gzip, br", ("br", "gzip")) == "br"
     assert preferred_encoding("gzip, br", ("gzip",)) == "gzip"
     assert preferred_encoding("br;q=0", ("br",)) is None
+
+
+def test_caches_keyed_by_what_clients_send_keep_no_long_keys(app):
+    from devserver.media import CACHED_KEY_LENGTH, _codings, _safe_join
+
+    before = (relative_path.cache_info().currsize, _safe_join.cache_info().currsize)
+    for number in range(30):
+        assert call(app, f"/{number}" + "x" * (1024 * 1024)).status_code == 404
+    assert (relative_path.cache_info().currsize, _safe_join.cache_info().currsize) == before
+    codings = _codings.cache_info().currsize
+    assert preferred_encoding("gzip;q=0.5, " + "y" * 1000, ("br", "gzip")) == "gzip"
+    assert _codings.cache_info().currsize == codings  # finding: 30 distinct 1 MiB paths kept about 180 MiB
+    assert call(app, "/hello.txt").status_code == 200
+    assert relative_path.cache_info().currsize >= 1 and len("/hello.txt") <= CACHED_KEY_LENGTH
