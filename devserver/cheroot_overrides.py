@@ -98,6 +98,8 @@ class Gateway(wsgi.Gateway_10):
     def __init__(self, req):
         super().__init__(req)
         self.body_bytes = 0
+        self.response_length = None
+        self.cut_off = False
 
     def get_environ(self):
         """The WSGI environ, as ``cheroot.wsgi.Gateway_10.get_environ`` builds it, plus ``wsgi.file_wrapper``;
@@ -160,6 +162,7 @@ class Gateway(wsgi.Gateway_10):
 
     def respond(self):
         response = self.req.server.wsgi_app(self.env, self.start_response)
+        self.response_length = self.remaining_bytes_out
         try:
             if self.req.method == b"HEAD":
                 if type(response) is not FileIterator:
@@ -173,6 +176,9 @@ class Gateway(wsgi.Gateway_10):
                         if not isinstance(chunk, bytes):
                             raise ValueError("WSGI Applications must yield bytes")
                         self.write(chunk)
+        except BaseException:
+            self.cut_off = True  # the client went away or read too slowly, or the application failed midway
+            raise
         finally:
             try:
                 self.req.ensure_headers_sent()
@@ -211,8 +217,11 @@ class Gateway(wsgi.Gateway_10):
         if body.remaining is not None:
             count = min(count, body.remaining)
         self.req.ensure_headers_sent()
-        sent = self.req.conn.socket.sendfile(body.file, offset, count) if count else 0
-        self.body_bytes += sent
+        try:
+            sent = self.req.conn.socket.sendfile(body.file, offset, count) if count else 0
+        finally:
+            # socket.sendfile leaves the file at the end of what it sent, also when it raises (a timeout).
+            self.body_bytes += body.file.tell() - offset
         self.remaining_bytes_out -= sent
         if self.remaining_bytes_out:
             self.req.close_connection = True
@@ -235,22 +244,27 @@ class Gateway(wsgi.Gateway_10):
 
     def log_access(self):
         """Log ``"GET /path HTTP/1.1" 200 1234`` through ``django.server``, as runserver does: 5xx as errors,
-        4xx as warnings, the rest as info, with ``status_code`` for Django's ``ServerFormatter`` colours.
+        4xx as warnings, the rest as info, with ``status_code`` for Django's ``ServerFormatter`` colours. The
+        number is the body bytes sent; a response cut off (the client went away or read too slowly) says so, with
+        the length it announced, as a warning.
         """
         req = self.req
         status = req.status[:3]
         # No status means the application raised before start_response; cheroot answers that with a 500.
         code = int(status) if status.isdigit() else 500
-        level = logging.ERROR if code >= 500 else logging.WARNING if code >= 400 else logging.INFO
+        level = logging.ERROR if code >= 500 else logging.WARNING if code >= 400 or self.cut_off else logging.INFO
         if not access_logger.isEnabledFor(level):
             return
         request_line = b" ".join((req.method or b"-", req.uri or b"-", req.request_protocol or b"-"))
+        message, args = '"%s" %s %s', [request_line.decode("latin-1"), code, self.body_bytes]
+        if self.cut_off:
+            message += " (cut off; %s announced)" if self.response_length is not None else " (cut off)"
+            if self.response_length is not None:
+                args.append(self.response_length)
         access_logger.log(
             level,
-            '"%s" %s %s',
-            request_line.decode("latin-1"),
-            code,
-            self.body_bytes,
+            message,
+            *args,
             extra={"status_code": code, "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
         )
 
