@@ -435,6 +435,10 @@ class FileHandler:
         """
         raise NotImplementedError
 
+    def allowed(self, path):
+        """Whether the existing file at ``path`` may be served (see ``MediaHandler``); here, always."""
+        return True
+
     def find(self, path_info):
         """Return ``(relative, absolute)`` paths for a WSGI ``PATH_INFO``, or ``None``."""
         relative = relative_path(path_info)
@@ -459,7 +463,7 @@ class FileHandler:
         siblings = {}
         for coding, suffix in ENCODINGS:
             sibling_st = _regular_stat(path + suffix)
-            if sibling_st is not None:
+            if sibling_st is not None and self.allowed(path + suffix):
                 siblings[coding] = (path + suffix, sibling_st)
         if not siblings:
             if len(self._without_siblings) >= 4096:
@@ -486,7 +490,7 @@ class FileHandler:
             return _respond(start_response, _METHOD_NOT_ALLOWED)
         found = self.find(environ.get("PATH_INFO", ""))
         st = found and _regular_stat(found[1])
-        if st is None:
+        if st is None or not self.allowed(found[1]):
             return _respond(start_response, _NOT_FOUND)
         relative, path = found
         representation = self.select(path, st, relative, environ)
@@ -540,22 +544,47 @@ class FileHandler:
         return FileIterator(file, self.block_size, size)
 
 
+LINK_RECHECK = 1.0
+"""Seconds for which ``MediaHandler`` trusts what it found of where a file's symlinks lead."""
+
+
 class MediaHandler(FileHandler):
     """A WSGI application serving the regular files below ``root``, addressed by ``PATH_INFO``.
 
-    ``root``: a directory (it may be created later); symlinks placed inside it are followed, which is how
-    ``media/app`` links an app's own media folder in. The other arguments and the responses: see ``FileHandler``.
+    ``root``: a directory (it may be created later). Symlinks inside it are followed only where they lead below
+    ``root`` itself or below one of ``link_roots`` (folders: the sample links each app's media folder into MEDIA_ROOT
+    this way, and ``collectstatic --link`` links into apps and STATICFILES_DIRS); a file anywhere else, such as
+    ``media/evil -> /etc``, is a 404. Where a file leads is looked up once per ``LINK_RECHECK`` seconds. The other
+    arguments and the responses: see ``FileHandler``.
     """
 
-    def __init__(self, root, **kwargs):
+    def __init__(self, root, *, link_roots=(), **kwargs):
         super().__init__(**kwargs)
         self.root = os.path.abspath(root)
+        self.link_roots = tuple(os.path.realpath(folder) for folder in link_roots)
+        self._leads_inside = {}  # path -> (until, whether it lies below an allowed folder)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.root!r})"
 
     def locate(self, relative):
         return _safe_join(relative, self.root)
+
+    def allowed(self, path):
+        """Whether the existing file ``path``, its symlinks followed, lies below ``root`` or a link root."""
+        now = time.monotonic()
+        known = self._leads_inside.get(path)
+        if known is not None and known[0] > now:
+            return known[1]
+        real = os.path.realpath(path)
+        inside = any(
+            real.startswith(folder if folder.endswith(os.sep) else folder + os.sep)
+            for folder in (os.path.realpath(self.root), *self.link_roots)
+        )
+        if len(self._leads_inside) >= 4096:
+            self._leads_inside.clear()
+        self._leads_inside[path] = (now + LINK_RECHECK, inside)
+        return inside
 
 
 class FinderHandler(FileHandler):

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.core.exceptions import ImproperlyConfigured
@@ -21,6 +22,7 @@ from .server import build_application
 __all__ = [
     "Mount",
     "file_mounts",
+    "link_roots",
     "media_options",
     "project_application",
     "static_options",
@@ -91,6 +93,16 @@ def media_options():
     return {"cache_control": _settings_options("media_cache_control")["media_cache_control"]}
 
 
+def link_roots():
+    """The folders that symlinks in MEDIA_ROOT and STATIC_ROOT may lead into (``MediaHandler``'s ``link_roots``):
+    every installed app's folder, STATICFILES_DIRS, and RUNCHERRYPY_LINK_ROOTS."""
+    roots = [app_config.path for app_config in apps.get_app_configs()]
+    for entry in getattr(settings, "STATICFILES_DIRS", ()):
+        roots.append(entry[1] if isinstance(entry, list | tuple) else entry)
+    roots.extend(_settings_options("link_roots")["link_roots"])
+    return tuple(os.fspath(root) for root in roots)
+
+
 def static_root_state():
     """``None`` when STATIC_ROOT is a folder with something in it, else what is wrong, for the banner and the
     system check: ``"is not set"``, ``"does not exist"``, ``"is empty"`` (``collectstatic`` never ran), ``"is not a
@@ -129,7 +141,7 @@ def file_mounts(*, serve_static=True, insecure=False):
         media = _mount(
             "MEDIA_URL",
             settings.MEDIA_URL,
-            lambda: MediaHandler(settings.MEDIA_ROOT, **media_options()),
+            lambda: MediaHandler(settings.MEDIA_ROOT, link_roots=link_roots(), **media_options()),
             f"MEDIA_ROOT {settings.MEDIA_ROOT}",
         )
     else:
@@ -149,7 +161,7 @@ def file_mounts(*, serve_static=True, insecure=False):
         static = _mount(
             "STATIC_URL",
             settings.STATIC_URL,
-            lambda: MediaHandler(settings.STATIC_ROOT, **static_options()),
+            lambda: MediaHandler(settings.STATIC_ROOT, link_roots=link_roots(), **static_options()),
             f"STATIC_ROOT {settings.STATIC_ROOT}"
             + (f", which {problem}: every static file is a 404 (run collectstatic)" if problem else ""),
         )

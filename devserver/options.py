@@ -10,6 +10,7 @@ the option table in README.md (``markdown_table``, checked by a test) are all ma
 """
 
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,6 +102,13 @@ def cache_control(value):
     if value and any(ord(char) < 32 or ord(char) > 126 for char in value):
         raise ValueError(f"expected printable ASCII, got {value!r}")
     return value or None
+
+
+def folders(value):
+    """A converter: a list or tuple of folder paths (``str`` or ``pathlib.Path``)."""
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str | os.PathLike) for item in value):
+        raise ValueError(f"expected a list of folders, got {value!r}")
+    return tuple(os.fspath(item) for item in value)
 
 
 def file_test(value):
@@ -260,6 +268,15 @@ OPTIONS = (
         convert=file_test,
         default=hashed_name,
         default_text="names with ManifestStaticFilesStorage's hash (`base.27e20196a850.css`)",
+    ),
+    Option(
+        "link_roots",
+        "Folders that symlinks in MEDIA_ROOT and STATIC_ROOT may lead into, besides the root itself, the installed "
+        "apps' folders and STATICFILES_DIRS; a file that a link leads anywhere else is a 404.",
+        setting="RUNCHERRYPY_LINK_ROOTS",
+        convert=folders,
+        default=(),
+        default_text="none",
     ),
     Option(
         "media_cache_control",

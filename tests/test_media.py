@@ -213,12 +213,13 @@ def test_not_found(app, root, path):
     assert str(root) not in response.body.decode()
 
 
-def test_a_symlink_inside_the_root_is_followed(tmp_path, root):
+def test_a_relative_symlink_into_a_link_root_is_followed(tmp_path, root):
     elsewhere = tmp_path / "app-media"
     elsewhere.mkdir()
     (elsewhere / "tile.png").write_bytes(b"tile")
-    (root / "app").symlink_to(os.path.relpath(elsewhere, root))
-    assert call(MediaHandler(root), "/app/tile.png").body == b"tile"
+    (root / "app").symlink_to(os.path.relpath(elsewhere, root))  # as the sample links its app's media in
+    assert call(MediaHandler(root, link_roots=[elsewhere]), "/app/tile.png").body == b"tile"
+    assert call(MediaHandler(root), "/app/tile.png").status_code == 404
 
 
 def test_a_file_that_cannot_be_read_is_403(app, monkeypatch):
@@ -548,3 +549,47 @@ def test_caches_keyed_by_what_clients_send_keep_no_long_keys(app):
     assert _codings.cache_info().currsize == codings  # finding: 30 distinct 1 MiB paths kept about 180 MiB
     assert call(app, "/hello.txt").status_code == 200
     assert relative_path.cache_info().currsize >= 1 and len("/hello.txt") <= CACHED_KEY_LENGTH
+
+
+class TestSymlinks:
+    """Finding 10: a link out of the root (``media/evil -> /etc``) served /etc/passwd."""
+
+    @pytest.fixture
+    def linked(self, tmp_path, root):
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "secret.txt").write_text("not for the web\n")
+        (outside / "style.css").write_text("body {}\n")
+        allowed = tmp_path / "app-media"
+        allowed.mkdir()
+        (allowed / "logo.txt").write_text("an app's own media\n")
+        (root / "evil").symlink_to("/etc")
+        (root / "out").symlink_to(outside)
+        (root / "secret-file.txt").symlink_to(outside / "secret.txt")
+        (root / "app").symlink_to(allowed)
+        (root / "inner.txt").symlink_to(root / "hello.txt")
+        (root / "hello.txt.gz").symlink_to(outside / "style.css")  # a sibling leading out
+        return MediaHandler(root, link_roots=[allowed])
+
+    @pytest.mark.parametrize("path", ["/evil/passwd", "/evil/hostname", "/out/secret.txt", "/secret-file.txt"])
+    def test_a_link_that_leads_out_is_404(self, linked, path):
+        response = call(linked, path)
+        assert response.status_code == 404 and response.body == b"Not Found\n"
+
+    def test_links_into_the_root_or_a_link_root_are_followed(self, linked):
+        assert call(linked, "/app/logo.txt").body == b"an app's own media\n"
+        assert call(linked, "/inner.txt").body == b"hello, world\n"
+
+    def test_a_sibling_that_leads_out_is_not_offered(self, linked):
+        response = call(linked, "/hello.txt", Accept_Encoding="gzip")
+        assert response.body == b"hello, world\n" and response.header("Content-Encoding") is None
+
+
+def test_the_mounts_let_links_lead_into_installed_apps_and_named_folders(settings, tmp_path):
+    from devserver.mounts import link_roots
+
+    settings.RUNCHERRYPY_LINK_ROOTS = [tmp_path]
+    roots = link_roots()
+    assert str(tmp_path) in roots
+    assert any(root.endswith(os.path.join("tests", "project")) for root in roots)
+    assert any(root.endswith(os.path.join("django", "contrib", "admin")) for root in roots)
