@@ -6,7 +6,8 @@ with (``resolve``: the command line over the settings over the defaults, each ch
 the option table in README.md (``markdown_table``, checked by a test) are all made from it, as gunicorn's
 ``config.py`` and waitress's ``adjustments.py`` do.
 
-    python -m devserver.options    # prints the README's option table
+    python -m devserver.options             # prints the README's option table
+    python -m devserver.options --readme    # writes it into README.md
 """
 
 import math
@@ -232,6 +233,48 @@ OPTIONS = (
         keyword="shutdown_timeout",
     ),
     Option(
+        "max_request_line",
+        "The longest request line, in bytes; a longer one is answered 414.",
+        flags=("--max-request-line",),
+        setting="RUNCHERRYPY_MAX_REQUEST_LINE",
+        convert=whole_number(64),
+        default=8190,
+        metavar="BYTES",
+        keyword="max_request_line",
+    ),
+    Option(
+        "max_header_size",
+        "The most bytes of header fields in a request; more is answered 431.",
+        flags=("--max-header-size",),
+        setting="RUNCHERRYPY_MAX_HEADER_SIZE",
+        convert=whole_number(256),
+        default=65536,
+        metavar="BYTES",
+        keyword="max_request_header_size",
+    ),
+    Option(
+        "max_headers",
+        "The most header fields in a request; more is answered 431.",
+        flags=("--max-headers",),
+        setting="RUNCHERRYPY_MAX_HEADERS",
+        convert=whole_number(1),
+        default=100,
+        metavar="COUNT",
+        keyword="max_headers",
+    ),
+    Option(
+        "max_body_size",
+        "The largest request body, in bytes; a larger one is answered 413, before it is read when its "
+        "Content-Length says so. 0: no limit.",
+        flags=("--max-body-size",),
+        setting="RUNCHERRYPY_MAX_BODY_SIZE",
+        convert=whole_number(0),
+        default=1024**3,
+        default_text="1073741824 (1 GiB)",
+        metavar="BYTES",
+        keyword="max_request_body_size",
+    ),
+    Option(
         "use_reloader",
         "Restart when the project's Python code changes (`--reload`) or not (`--noreload`); each restart says "
         "which file changed.",
@@ -364,5 +407,24 @@ def markdown_table():
     return "\n".join(rows)
 
 
+README_START = "<!-- options: made by `python -m devserver.options`; do not edit -->"
+README_END = "<!-- /options -->"
+
+
+def replace_readme_table(text):
+    """``text`` (a README) with the table between ``README_START`` and ``README_END`` made anew."""
+    before, _, rest = text.partition(README_START)
+    _, _, after = rest.partition(README_END)
+    return f"{before}{README_START}\n{markdown_table()}\n{README_END}{after}"
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    import sys
+
+    if sys.argv[1:] == ["--readme"]:  # rewrite README.md's table in place
+        with open("README.md", encoding="utf-8") as file:
+            text = file.read()
+        with open("README.md", "w", encoding="utf-8") as file:
+            file.write(replace_readme_table(text))
+    else:
+        print(markdown_table())

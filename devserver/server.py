@@ -12,7 +12,7 @@ import time
 
 from cheroot import wsgi
 
-from .cheroot_overrides import Connection, Gateway, grow, worker_count
+from .cheroot_overrides import Connection, Gateway, StrictHeaderReader, grow, worker_count
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
 
 __all__ = ["PoolSizer", "Server", "ServingThread", "build_application", "create_server"]
@@ -102,8 +102,10 @@ class Server(wsgi.Server):
     while the pool grows. What it adds:
 
     - a pool that grows from ``numthreads`` toward ``max`` while requests wait (``PoolSizer``);
-    - request headers with ``_`` in their name dropped (``DropUnderscoreHeaderReader``), request lines read
-      without a Python loop per line (``LineReader``);
+    - the request head and its framing read strictly (RFC 9112), with limits: ``max_request_line`` bytes (414),
+      ``max_request_header_size`` bytes and ``max_headers`` fields for the header block (431),
+      ``max_request_body_size`` bytes of body (413; 0 for none); headers with ``_`` in their name dropped; lines
+      read without a Python loop per line (all in ``devserver.cheroot_overrides``);
     - no cap on idle keep-alive connections (``keep_alive_conn_limit``);
     - the ``Gateway`` of ``devserver.cheroot_overrides``: an access log line per response, ``close()`` always
       called, ``wsgi.file_wrapper`` sent with ``sendfile``;
@@ -127,6 +129,10 @@ class Server(wsgi.Server):
         max=None,
         shutdown_timeout=OPTIONS_BY_NAME["shutdown_timeout"].default,
         request_queue_size=socket.SOMAXCONN,
+        max_request_line=OPTIONS_BY_NAME["max_request_line"].default,
+        max_request_header_size=OPTIONS_BY_NAME["max_header_size"].default,
+        max_headers=OPTIONS_BY_NAME["max_headers"].default,
+        max_request_body_size=OPTIONS_BY_NAME["max_body_size"].default,
         **kwargs,
     ):
         if max is None:
@@ -141,6 +147,10 @@ class Server(wsgi.Server):
             **kwargs,
         )
         self.gateway = Gateway
+        self.max_request_line = max_request_line
+        self.max_request_header_size = max_request_header_size
+        self.max_request_body_size = max_request_body_size
+        self.header_reader = StrictHeaderReader(max_headers)
         self.bind_error = None
         self.pool_sizer = None
 

@@ -45,10 +45,13 @@ def fetch_at_once(target, path, count):
     return [status for status, _, _ in results], time.monotonic() - started
 
 
-def raw_request(target, raw, timeout=5):
-    """Send raw bytes and read until the server closes the connection; return what came back."""
+def raw_request(target, raw, timeout=5, end_of_input=False):
+    """Send raw bytes and read until the server closes the connection; return what came back. ``end_of_input``:
+    shut the connection down for writing once they are sent, as a client that has nothing more to say."""
     with socket.create_connection(address(target), timeout=timeout) as client:
         client.sendall(raw)
+        if end_of_input:
+            client.shutdown(socket.SHUT_WR)
         data = b""
         while chunk := client.recv(65536):
             data += chunk

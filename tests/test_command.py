@@ -57,20 +57,32 @@ def test_addrport_as_runserver_takes_it(parsed, args, addr, port, ipv6):
     assert (seen["addr"], seen["port"], seen["ipv6"]) == (addr, port, ipv6)
 
 
+LIMITS = {
+    "max_request_line": 8190,
+    "max_request_header_size": 65536,
+    "max_headers": 100,
+    "max_request_body_size": 1024**3,
+}
+
+
 def test_the_server_gets_the_options_over_the_settings_over_the_defaults(parsed, settings):
-    assert parsed()["server"] == {"numthreads": 10, "shutdown_timeout": 5}
-    assert parsed("--threads", "4", "--shutdown-timeout", "0.5")["server"] == {"numthreads": 4, "shutdown_timeout": 0.5}
-    assert parsed("--threads", "2", "--max-threads", "2")["server"] == {
-        "numthreads": 2,
-        "max": 2,
-        "shutdown_timeout": 5,
-    }
-    assert parsed("--nothreading")["server"] == {"numthreads": 1, "max": 1, "shutdown_timeout": 5}
+    def server(*args):
+        keywords = parsed(*args)["server"]
+        assert {name: keywords.pop(name) for name in LIMITS} == LIMITS
+        return keywords
+
+    assert server() == {"numthreads": 10, "shutdown_timeout": 5}
+    assert server("--threads", "4", "--shutdown-timeout", "0.5") == {"numthreads": 4, "shutdown_timeout": 0.5}
+    assert server("--threads", "2", "--max-threads", "2") == {"numthreads": 2, "max": 2, "shutdown_timeout": 5}
+    assert server("--nothreading") == {"numthreads": 1, "max": 1, "shutdown_timeout": 5}
     settings.RUNCHERRYPY_THREADS = 3
     settings.RUNCHERRYPY_MAX_THREADS = 30
     settings.RUNCHERRYPY_SHUTDOWN_TIMEOUT = 1.5
-    assert parsed()["server"] == {"numthreads": 3, "max": 30, "shutdown_timeout": 1.5}
-    assert parsed("--threads", "5")["server"] == {"numthreads": 5, "max": 30, "shutdown_timeout": 1.5}
+    assert server() == {"numthreads": 3, "max": 30, "shutdown_timeout": 1.5}
+    assert server("--threads", "5") == {"numthreads": 5, "max": 30, "shutdown_timeout": 1.5}
+    settings.RUNCHERRYPY_MAX_BODY_SIZE = 0
+    assert parsed("--max-headers", "20")["server"]["max_headers"] == 20
+    assert parsed()["server"]["max_request_body_size"] == 0
 
 
 @pytest.mark.parametrize(

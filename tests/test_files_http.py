@@ -310,14 +310,16 @@ def test_a_download_cut_off_for_reading_too_slowly_is_logged_with_the_bytes_sent
     size = 64 * 1024 * 1024
     with open(tmp_path / "huge.bin", "wb") as file:
         file.truncate(size)  # sparse; far more than the socket buffers hold
-    with serving(MediaHandler(tmp_path), timeout=1) as server:
-        with socket.create_connection(("127.0.0.1", server.bind_addr[1]), timeout=10) as client:
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-            client.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: h\r\n\r\n")
-            received = len(client.recv(65536))  # then it reads no more: the server's 1 s timeout ends it
-            deadline = time.monotonic() + 10
-            while not [r for r in caplog.records if "huge.bin" in r.getMessage()] and time.monotonic() < deadline:
-                time.sleep(0.05)
+    with (
+        serving(MediaHandler(tmp_path), timeout=1) as server,
+        socket.create_connection(("127.0.0.1", server.bind_addr[1]), timeout=10) as client,
+    ):
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        client.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: h\r\n\r\n")
+        received = len(client.recv(65536))  # then it reads no more: the server's 1 s timeout ends it
+        deadline = time.monotonic() + 10
+        while not [r for r in caplog.records if "huge.bin" in r.getMessage()] and time.monotonic() < deadline:
+            time.sleep(0.05)
     (record,) = [r for r in caplog.records if "huge.bin" in r.getMessage()]
     match = re.fullmatch(r'"GET /huge\.bin HTTP/1\.1" 200 (\d+) \(cut off; (\d+) announced\)', record.getMessage())
     assert match, record.getMessage()

@@ -7,20 +7,26 @@ import pytest
 from django.core.management import call_command
 
 from devserver.management.commands.runcherrypy import Command
-from devserver.options import OPTIONS, OptionError, markdown_table, resolve
+from devserver.options import (
+    OPTIONS,
+    README_END,
+    README_START,
+    OptionError,
+    markdown_table,
+    replace_readme_table,
+    resolve,
+)
 from devserver.server import Server
 
 from .process import ROOT
 
-START = "<!-- options: made by `python -m devserver.options`; do not edit -->"
-END = "<!-- /options -->"
-
 
 def test_the_readme_table_is_made_from_the_option_table():
     readme = (ROOT / "README.md").read_text()
-    assert START in readme and END in readme
-    table = readme.split(START, 1)[1].split(END, 1)[0].strip()
-    assert table == markdown_table(), "README.md is stale: paste the output of python -m devserver.options"
+    assert README_START in readme and README_END in readme
+    table = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
+    assert table == markdown_table(), "README.md is stale: run python -m devserver.options --readme"
+    assert replace_readme_table(readme) == readme
 
 
 def test_every_flag_is_in_the_parser_and_every_keyword_is_a_server_argument():

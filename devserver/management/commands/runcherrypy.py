@@ -29,7 +29,15 @@ BIND_ERRORS = {
     errno.EADDRNOTAVAIL: "That IP address can't be assigned to.",
 }
 
-SERVER_OPTIONS = ("threads", "max_threads", "shutdown_timeout")
+SERVER_OPTIONS = (
+    "threads",
+    "max_threads",
+    "shutdown_timeout",
+    "max_request_line",
+    "max_header_size",
+    "max_headers",
+    "max_body_size",
+)
 RESOLVED_OPTIONS = (*SERVER_OPTIONS, "port", "host", "use_reloader")
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")
 

@@ -1,0 +1,243 @@
+"""A client that tries to get past the server or take it down, over raw sockets: request framing (RFC 9112 §6, §7),
+header syntax (RFC 9110 §5, RFC 9112 §5), limits, and bodies the application does not read. The bytes are those of
+the hardening issue's findings; each was answered wrongly before."""
+
+import json
+import re
+import socket
+import time
+
+import pytest
+
+from .http import raw_request
+from .wsgi import serving
+
+SEEN = []
+
+
+def app(environ, start_response):
+    """Records each request's path; reads the body only on /read (so / answers like a view refusing a POST)."""
+    SEEN.append(environ["PATH_INFO"])
+    body = b""
+    if environ["PATH_INFO"] == "/read":
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    data = json.dumps({"path": environ["PATH_INFO"], "body": body.decode("latin-1")}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+@pytest.fixture(scope="module")
+def port():
+    with serving(app, max_request_body_size=10 * 1024 * 1024) as server:
+        yield server.bind_addr[1]
+
+
+@pytest.fixture(autouse=True)
+def _clear_seen():
+    SEEN.clear()
+
+
+def responses(data):
+    """The status lines in what came back, in order."""
+    return [line.decode() for line in re.findall(rb"HTTP/1\.[01] [0-9]{3} [^\r\n]*", data)]
+
+
+def still_serving(port):
+    data = raw_request(port, b"GET /ok HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    return responses(data) == ["HTTP/1.1 200 OK"]
+
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "transfer_encoding",
+    [
+        b"Transfer-Encoding: chunked\r\n",
+        b"Transfer-Encoding : chunked\r\n",  # whitespace before the colon
+        b"Transfer-Encoding:\r\n chunked\r\n",  # obs-fold
+        b"Transfer-Encoding: Chunked\r\n",
+    ],
+)
+def test_transfer_encoding_with_content_length_is_400_and_smuggles_nothing(port, transfer_encoding):
+    raw = (
+        b"POST / HTTP/1.1\r\nHost: h\r\n"
+        + transfer_encoding
+        + b"Content-Length: %d\r\n\r\n0\r\n\r\n" % (5 + len(SMUGGLED))
+        + SMUGGLED
+    )
+    data = raw_request(port, raw)
+    assert responses(data) == ["HTTP/1.1 400 Bad Request"]
+    assert b"Connection: close" in data or not data.endswith(b"HTTP/1.1")
+    assert SEEN == []  # before: 403 for the POST, then 200 for the smuggled GET
+    assert still_serving(port)
+
+
+def test_a_chunked_body_the_application_does_not_read_is_not_the_next_request(port):
+    data = raw_request(
+        port,
+        b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        b"GET /second HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    assert responses(data) == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]  # before: 200, then 400 Malformed Request-Line
+    assert SEEN == ["/", "/second"]
+
+
+def test_a_chunked_body_reaches_the_application_with_a_content_length(port):
+    data = raw_request(
+        port,
+        b"POST /read HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"5;name=value\r\nhello\r\n6\r\n, you!\r\n0\r\nX-Trailer: dropped\r\n\r\n",
+    )
+    assert responses(data) == ["HTTP/1.1 200 OK"]
+    assert json.loads(data.partition(b"\r\n\r\n")[2]) == {"path": "/read", "body": "hello, you!"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",  # twenty-one f's: more than any body
+        b"5\r\nhelloXX0\r\n\r\n",  # data not followed by CRLF
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b"+5\r\nhello\r\n0\r\n\r\n",
+        b"0_5\r\nhello\r\n0\r\n\r\n",
+        b"5\r\nhel",  # ends early
+    ],
+)
+def test_bad_chunk_framing_is_400_without_a_traceback(port, body):
+    data = raw_request(
+        port,
+        b"POST /read HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body,
+        end_of_input=True,
+    )
+    status = responses(data)
+    assert status in (["HTTP/1.1 400 Bad Request"], ["HTTP/1.1 413 Request Entity Too Large"])
+    assert b"Traceback" not in data
+    assert SEEN == []
+    assert still_serving(port)
+
+
+@pytest.mark.parametrize("value", [b"+3", b"-1", b"0_3", b" 3 3", b"3.0", b"0x3", b"99999999999999999999"])
+def test_a_content_length_that_is_not_digits_is_400(port, value):
+    data = raw_request(port, b"POST /read HTTP/1.1\r\nHost: h\r\nContent-Length: " + value + b"\r\n\r\nabc")
+    assert responses(data) == ["HTTP/1.1 400 Bad Request"]
+    assert SEEN == []
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n",  # NUL in a value
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n",  # a bare CR
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-A : a\r\n\r\n",  # whitespace between name and colon
+        b"GET / HTTP/1.1\r\nHost: h\r\n: a\r\n\r\n",  # an empty name
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n",  # obs-fold
+        b"GET / HTTP/1.1\r\nHost: h\r\nX(A): a\r\n\r\n",  # not a token
+        b"GET / HTTP/1.1\r\nX-A: a\r\n\r\n",  # no Host on HTTP/1.1 (RFC 9112 section 3.2)
+        b"GET / HTTP/1.1\r\nHost: h\r\nHost: other\r\n\r\n",  # two Hosts
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",  # chunked not final
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # TE on HTTP/1.0
+    ],
+)
+def test_bad_header_syntax_is_400_and_reaches_no_application(port, head):
+    data = raw_request(port, head)
+    assert responses(data) == ["HTTP/1.1 400 Bad Request"]
+    assert SEEN == []
+
+
+def test_another_transfer_coding_is_501(port):
+    data = raw_request(port, b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+    assert responses(data) == ["HTTP/1.1 501 Not Implemented"]
+
+
+def test_http_1_0_needs_no_host(port):
+    assert responses(raw_request(port, b"GET /old HTTP/1.0\r\n\r\n")) == ["HTTP/1.1 200 OK"]
+
+
+def test_connection_close_is_compared_without_case(port):
+    data = raw_request(
+        port, b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+    assert responses(data) == ["HTTP/1.1 200 OK"]  # closed after the first: the server does not wait for more
+
+
+@pytest.mark.parametrize(
+    "raw, status",
+    [
+        (b"GET /" + b"a" * 1_000_000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", "414 Request-URI Too Long"),
+        (b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X-A: b\r\n" * 10_000 + b"\r\n", "431 Request Header Fields Too Large"),
+        (
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-A: " + b"b" * 10_000_000 + b"\r\n\r\n",
+            "431 Request Header Fields Too Large",
+        ),
+    ],
+    ids=["1 MB request line", "10,000 headers", "10 MB header"],
+)
+def test_a_request_head_over_the_limits(port, raw, status):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        try:
+            client.sendall(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before taking it all
+        data = b""
+        try:
+            while chunk := client.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    assert responses(data) == [f"HTTP/1.1 {status}"]
+    assert SEEN == []
+    assert still_serving(port)
+
+
+@pytest.mark.parametrize("length", [10 * 1024 * 1024 + 1, 107374182400])
+def test_a_body_over_the_limit_is_413_before_it_is_sent(port, length):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(b"POST /read HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % length)
+        data = client.recv(65536)  # answered without a byte of the body (before: MemoryError, or a 10 s wait)
+    assert responses(data) == ["HTTP/1.1 413 Request Entity Too Large"]
+    assert time.monotonic() - started < 2
+    assert SEEN == []
+
+
+def test_a_chunked_body_over_the_limit_is_413(port):
+    chunk = b"100000\r\n" + b"x" * 0x100000 + b"\r\n"
+    head = b"POST /read HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        try:
+            client.sendall(head + chunk * 11 + b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = client.recv(65536)
+    assert responses(data) == ["HTTP/1.1 413 Request Entity Too Large"]
+    assert SEEN == []
+
+
+def test_a_small_unread_body_is_dropped_and_the_connection_goes_on(port):
+    body = b"x" * 100_000
+    data = raw_request(
+        port,
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+        + b"GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    assert responses(data) == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]
+    assert SEEN == ["/", "/next"]
+
+
+def test_a_large_unread_body_closes_the_connection_instead_of_being_read(port):
+    length = 9 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % length + b"x" * 65536)
+        data = b""
+        try:
+            while chunk := client.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    # Before: cheroot read the whole rest into memory in one call (a 300 MB POST: +587 MiB).
+    assert responses(data) == ["HTTP/1.1 200 OK"]
+    assert b"Connection: close" in data
