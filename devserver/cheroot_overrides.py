@@ -42,15 +42,22 @@ and its 304, with one piece at a time swapped for cheroot's own. A copy of chero
   already in the buffer with one ``bytes.find`` on ``_pyio``'s private ``_read_buf``/``_read_pos``. It is used only
   when a ``StreamReader`` has those fields (``LINE_READER_USABLE``); otherwise cheroot's own reading is used.
   cheroot's own costs 44% more per 5 KiB request and 51% more per 304.
+- ``read_head`` (with ``Connection.close``): a request head is read on the selector's thread, without a worker,
+  until it is whole (a slow client held a worker per connection); it reaches into the server's private
+  ``_connections._selector`` to put a connection back, sets ``conn.last_used`` so that cheroot's expiry enforces
+  the head's deadline, and fills ``LineReader``'s buffer fields with what it read.
 - ``worker_count`` and ``grow``: the live workers of a ``ThreadPool`` from its private ``_threads`` list (cheroot has
   no public count), and ``grow`` after its private ``_clear_dead_threads()``: cheroot keeps exited workers in that
   list until the next ``shrink()`` and counts them against ``max``, so a pool that had shrunk could not grow again
   (150 concurrent 1 s requests took 15 s on 14 threads while the log said all 100 were busy).
 """
 
+import contextlib
 import io
 import logging
+import os
 import re
+import selectors
 import socket
 import sys
 import tempfile
@@ -74,6 +81,7 @@ __all__ = [
     "Request",
     "current_date",
     "grow",
+    "read_head",
     "worker_count",
 ]
 
@@ -627,12 +635,95 @@ def _make_file(sock, mode="r", bufsize=io.DEFAULT_BUFFER_SIZE):
     return MakeFile(sock, mode, bufsize)
 
 
+_REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\n"
+    b"Request Timeout\n"
+)
+
+
 class Connection(cheroot_server.HTTPConnection):
+    """cheroot's connection, with the fast line reader, and what ``read_head`` keeps of a request head that has
+    not all arrived: ``head_bytes`` (received so far) and ``head_deadline`` (``time.time()`` by which it must be
+    complete)."""
+
     RequestHandlerClass = Request
 
     def __init__(self, server, sock, makefile=MakeFile):
         # A TLS adapter brings its own file maker; cheroot's own gets the fast reader.
         super().__init__(server, sock, _make_file if makefile is MakeFile else makefile)
+        self.head_bytes = b""
+        self.head_deadline = None
+
+    def close(self):
+        if self.head_bytes:
+            # Part of a request head came, the rest not in time (the selector expired it): say so (RFC 9110
+            # §15.5.9), without waiting on a client that may not read.
+            with contextlib.suppress(OSError):
+                os.write(self.socket.fileno(), _REQUEST_TIMEOUT)  # non-blocking: see read_head
+            self.head_bytes = b""
+        super().close()
+
+
+def read_head(server, conn):
+    """Whether ``conn`` holds a whole request head and can go to a worker; if not, it is put back in the server's
+    selector, to come back here when more arrives. Called by ``Server.process_conn`` on the selector's thread (or
+    on a worker's, for a keep-alive connection with bytes already buffered); it never blocks.
+
+    cheroot hands every connection that has a byte to read straight to a worker, which then waits for the rest of
+    the request head with a timeout per ``recv`` and no overall deadline: 150 clients sending a byte every 2 s held
+    all 100 workers, and no other request was answered. Here what has arrived is read without blocking (``os.read``
+    on the socket's non-blocking descriptor) into ``conn.head_bytes``; once it holds a blank line (the end of the
+    head), or more than the head may hold (the worker then answers 414 or 431), it is put in front of what the
+    connection's ``LineReader`` has buffered, through ``_pyio``'s private ``_read_buf``/``_read_pos``, and the
+    connection goes to a worker. A head must be complete ``server.header_timeout`` seconds after its first byte
+    (or after the connection was accepted): the selector's own expiry (``conn.last_used``, cheroot's
+    ``_expire``) then closes the connection, with a 408 when part of a head came. Connections over TLS, or where
+    ``LineReader`` cannot be used, go to a worker at once, as in cheroot.
+    """
+    rfile = conn.rfile
+    if server.ssl_adapter is not None or type(rfile) is not LineReader:
+        return True
+    buffered = rfile._read_buf[rfile._read_pos :]
+    if not conn.head_bytes and _head_complete(buffered):
+        return True  # pipelined, or a keep-alive request already read whole
+    fileno = conn.socket.fileno()
+    try:
+        while True:
+            # Not socket.recv: with a timeout set, CPython polls for up to that timeout before it calls recv(2),
+            # MSG_DONTWAIT or not, and one silent client would stall the selector. The descriptor of a socket
+            # with a timeout is non-blocking, so read(2) answers at once.
+            data = os.read(fileno, 65536)
+            if not data:  # the client closed: nothing more will come
+                conn.head_bytes = b""
+                conn.close()
+                return False
+            conn.head_bytes += data
+            if len(data) < 65536:
+                break
+    except BlockingIOError:
+        pass
+    except OSError:
+        conn.head_bytes = b""
+        conn.close()
+        return False
+    head = buffered + conn.head_bytes
+    limit = server.max_request_line + server.max_request_header_size + 4
+    if _head_complete(head) or len(head) > limit:
+        rfile._read_buf, rfile._read_pos = head, 0
+        conn.head_bytes, conn.head_deadline = b"", None
+        return True
+    now = time.time()
+    if conn.head_deadline is None:
+        conn.head_deadline = now + server.header_timeout
+    # cheroot's selector closes a connection whose last_used is more than server.timeout ago.
+    conn.last_used = conn.head_deadline - server.timeout
+    server._connections._selector.register(fileno, selectors.EVENT_READ, data=conn)
+    return False
+
+
+def _head_complete(data):
+    # The blank line that ends a head (a bare-LF one too, so that the worker answers it 400 rather than waiting).
+    return b"\r\n\r\n" in data or b"\n\n" in data
 
 
 def worker_count(pool):

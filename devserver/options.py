@@ -275,6 +275,17 @@ OPTIONS = (
         keyword="max_request_body_size",
     ),
     Option(
+        "header_timeout",
+        "Seconds a request head (request line and header fields) may take to arrive, from its first byte or from "
+        "the connection; then it is answered 408 and closed. Until it has all arrived it holds no worker thread.",
+        flags=("--header-timeout",),
+        setting="RUNCHERRYPY_HEADER_TIMEOUT",
+        convert=seconds,
+        default=10,
+        metavar="SECONDS",
+        keyword="header_timeout",
+    ),
+    Option(
         "use_reloader",
         "Restart when the project's Python code changes (`--reload`) or not (`--noreload`); each restart says "
         "which file changed.",

@@ -12,7 +12,7 @@ import time
 
 from cheroot import wsgi
 
-from .cheroot_overrides import Connection, Gateway, StrictHeaderReader, grow, worker_count
+from .cheroot_overrides import Connection, Gateway, StrictHeaderReader, grow, read_head, worker_count
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
 
 __all__ = ["PoolSizer", "Server", "ServingThread", "build_application", "create_server"]
@@ -102,6 +102,8 @@ class Server(wsgi.Server):
     while the pool grows. What it adds:
 
     - a pool that grows from ``numthreads`` toward ``max`` while requests wait (``PoolSizer``);
+    - a request head read on the selector's thread until it is whole, within ``header_timeout`` seconds (408),
+      so that slow or silent clients hold no worker;
     - the request head and its framing read strictly (RFC 9112), with limits: ``max_request_line`` bytes (414),
       ``max_request_header_size`` bytes and ``max_headers`` fields for the header block (431),
       ``max_request_body_size`` bytes of body (413; 0 for none); headers with ``_`` in their name dropped; lines
@@ -133,6 +135,7 @@ class Server(wsgi.Server):
         max_request_header_size=OPTIONS_BY_NAME["max_header_size"].default,
         max_headers=OPTIONS_BY_NAME["max_headers"].default,
         max_request_body_size=OPTIONS_BY_NAME["max_body_size"].default,
+        header_timeout=OPTIONS_BY_NAME["header_timeout"].default,
         **kwargs,
     ):
         if max is None:
@@ -151,6 +154,7 @@ class Server(wsgi.Server):
         self.max_request_header_size = max_request_header_size
         self.max_request_body_size = max_request_body_size
         self.header_reader = StrictHeaderReader(max_headers)
+        self.header_timeout = header_timeout
         self.bind_error = None
         self.pool_sizer = None
 
@@ -172,6 +176,12 @@ class Server(wsgi.Server):
         if self.pool_sizer is not None:
             self.pool_sizer.stop()
         super().stop()
+
+    def process_conn(self, conn):
+        """Hand ``conn`` to a worker once a whole request head has arrived (``read_head``); until then it waits
+        in the selector and holds no thread."""
+        if read_head(self, conn):
+            super().process_conn(conn)
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         server_logger.log(level, "%s", msg, exc_info=traceback)

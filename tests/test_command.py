@@ -62,6 +62,7 @@ LIMITS = {
     "max_request_header_size": 65536,
     "max_headers": 100,
     "max_request_body_size": 1024**3,
+    "header_timeout": 10,
 }
 
 

@@ -241,3 +241,75 @@ def test_a_large_unread_body_closes_the_connection_instead_of_being_read(port):
     # Before: cheroot read the whole rest into memory in one call (a 300 MB POST: +587 MiB).
     assert responses(data) == ["HTTP/1.1 200 OK"]
     assert b"Connection: close" in data
+
+
+def test_slow_and_silent_clients_hold_no_worker_and_others_are_served():
+    """Finding 7: 150 connections sending a byte every 2 s held all 100 workers; 0 of 28 ordinary requests were
+    answered in 30 s. Here 200 such connections and 200 silent ones, for 6 s, against the default pool."""
+    import threading
+
+    stop = threading.Event()
+    slow, silent = [], []
+    with serving(app) as server:
+        target = ("127.0.0.1", server.bind_addr[1])
+        try:
+            for _ in range(200):
+                slow.append(socket.create_connection(target, timeout=5))
+                silent.append(socket.create_connection(target, timeout=5))
+            head = b"GET /slowloris HTTP/1.1\r\nHost: h\r\nX-Padding: " + b"p" * 100
+
+            def drip():
+                for position in range(len(head)):
+                    for client in slow:
+                        try:
+                            client.send(head[position : position + 1])
+                        except OSError:
+                            pass
+                    if stop.wait(2):
+                        return
+
+            dripper = threading.Thread(target=drip, daemon=True)
+            dripper.start()
+            latencies = []
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                assert still_serving(target[1])
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.2)
+            assert max(latencies) < 1, latencies
+            assert server.pool_sizer.size < server.requests.max  # before: all 100 workers held
+            assert server.pool_sizer.size <= server.requests.min + 2
+            assert "/slowloris" not in SEEN
+        finally:
+            stop.set()
+            for client in slow + silent:
+                client.close()
+
+
+def test_a_head_that_does_not_arrive_in_time_is_408_and_a_silent_connection_is_closed():
+    with serving(app, header_timeout=1) as server:
+        target = ("127.0.0.1", server.bind_addr[1])
+        with (
+            socket.create_connection(target, timeout=5) as partial,
+            socket.create_connection(target, timeout=5) as mute,
+        ):
+            partial.sendall(b"GET /late HTTP/1.1\r\nHost: h\r\n")
+            started = time.monotonic()
+            data = partial.recv(65536)
+            assert responses(data) == ["HTTP/1.1 408 Request Timeout"]
+            assert partial.recv(65536) == b""
+            assert mute.recv(65536) == b""  # closed, with nothing said: it never started a request
+            assert 0.9 < time.monotonic() - started < 3
+    assert SEEN == []
+
+
+def test_a_head_sent_a_byte_at_a_time_within_the_deadline_is_served(port):
+    raw = b"GET /bytewise HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in raw:
+            client.sendall(bytes([byte]))
+            time.sleep(0.005)
+        data = client.recv(65536)
+    assert responses(data) == ["HTTP/1.1 200 OK"] and SEEN == ["/bytewise"]

@@ -37,6 +37,7 @@ SERVER_OPTIONS = (
     "max_header_size",
     "max_headers",
     "max_body_size",
+    "header_timeout",
 )
 RESOLVED_OPTIONS = (*SERVER_OPTIONS, "port", "host", "use_reloader")
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")
