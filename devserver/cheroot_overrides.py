@@ -42,10 +42,10 @@ and its 304, with one piece at a time swapped for cheroot's own. A copy of chero
   already in the buffer with one ``bytes.find`` on ``_pyio``'s private ``_read_buf``/``_read_pos``. It is used only
   when a ``StreamReader`` has those fields (``LINE_READER_USABLE``); otherwise cheroot's own reading is used.
   cheroot's own costs 44% more per 5 KiB request and 51% more per 304.
-- ``read_head`` (with ``Connection.close``): a request head is read on the selector's thread, without a worker,
-  until it is whole (a slow client held a worker per connection); it reaches into the server's private
-  ``_connections._selector`` to put a connection back, sets ``conn.last_used`` so that cheroot's expiry enforces
-  the head's deadline, and fills ``LineReader``'s buffer fields with what it read.
+- ``read_head`` (with ``Connection.communicate`` and ``close``, and ``Server.put_conn``): a worker takes a request
+  head only once it has all arrived; until then the connection waits in the selector and holds no thread (a slow
+  client held a worker per connection). It fills ``LineReader``'s buffer fields with what it read, and sets
+  ``conn.last_used`` so that cheroot's expiry of idle connections enforces the head's deadline.
 - ``worker_count`` and ``grow``: the live workers of a ``ThreadPool`` from its private ``_threads`` list (cheroot has
   no public count), and ``grow`` after its private ``_clear_dead_threads()``: cheroot keeps exited workers in that
   list until the next ``shrink()`` and counts them against ``max``, so a pool that had shrunk could not grow again
@@ -57,7 +57,6 @@ import io
 import logging
 import os
 import re
-import selectors
 import socket
 import sys
 import tempfile
@@ -80,6 +79,9 @@ __all__ = [
     "LineReader",
     "Request",
     "current_date",
+    "HEAD_CLOSED",
+    "HEAD_READY",
+    "HEAD_WAIT",
     "grow",
     "read_head",
     "worker_count",
@@ -291,7 +293,8 @@ class Gateway(wsgi.Gateway_10):
 _COMMA_SEPARATED = frozenset(cheroot_server.comma_separated_headers)
 
 # RFC 9110 §5.1: a field name is a token; §5.5: a field value is visible characters, SP and HTAB (obs-text too).
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# One match per line: the name, a token; the value, without surrounding blanks or control characters but HTAB.
+_FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[^\x00-\x1f\x7f]|\t)*?)[ \t]*\r\n")
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(rb"[0-9]{1,19}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -343,33 +346,34 @@ class StrictHeaderReader(cheroot_server.HeaderReader):
     - Repeated fields that cheroot lists as comma-separated are joined with ``", "``; for others the last wins.
     """
 
-    def __init__(self, max_headers=100):
+    def __init__(self, max_headers=100, max_size=65536):
         self.max_headers = max_headers
+        self.max_size = max_size
 
     def __call__(self, rfile, hdict=None):
+        """Read header lines from ``rfile`` up to the blank line into ``hdict`` (a new dict by default) and return
+        it. At most ``max_size`` bytes are read: the reader bounds each line itself (``readline(n)``), so that
+        no wrapper sits between it and the connection's ``LineReader``."""
         if hdict is None:
             hdict = {}
         readline = rfile.readline
+        match_line = _FIELD_LINE.fullmatch
+        left = self.max_size
         count = 0
         while True:
-            line = readline()
-            if not line:
-                raise ValueError("Illegal end of headers.")
+            line = readline(left + 1)
+            left -= len(line)
+            if left < 0:
+                raise HeaderLimit("The request's header fields are too large.")
             if line == b"\r\n":
                 return hdict
-            if not line.endswith(b"\r\n"):
-                raise ValueError("HTTP requires CRLF terminators")
+            matched = match_line(line)
+            if matched is None:
+                raise ValueError(_line_error(line))
             count += 1
             if count > self.max_headers:
                 raise HeaderLimit(f"More than {self.max_headers} header fields.")
-            if line[:1] in (b" ", b"\t"):
-                raise ValueError("Obsolete line folding is not accepted.")
-            key, colon, value = line[:-2].partition(b":")
-            if not colon or not _TOKEN.fullmatch(key):
-                raise ValueError("Illegal header line.")
-            value = value.strip(b" \t")
-            if _BAD_VALUE_BYTE.search(value):
-                raise ValueError("Illegal character in a header value.")
+            key, value = matched.groups()
             if b"_" in key:
                 continue
             name = key.title()
@@ -382,6 +386,19 @@ class StrictHeaderReader(cheroot_server.HeaderReader):
                 if name in _COMMA_SEPARATED and existing:
                     value = existing + b", " + value
             hdict[name] = value
+
+
+def _line_error(line):
+    """Why a header line did not match ``_FIELD_LINE``, for the 400's body."""
+    if not line:
+        return "Illegal end of headers."
+    if not line.endswith(b"\r\n"):
+        return "HTTP requires CRLF terminators"
+    if line[:1] in (b" ", b"\t"):
+        return "Obsolete line folding is not accepted."
+    if _BAD_VALUE_BYTE.search(line[:-2]):
+        return "Illegal character in a header field."
+    return "Illegal header line."
 
 
 class _MalformedBody(ValueError):
@@ -471,14 +488,9 @@ class Request(cheroot_server.HTTPRequest):
         except cheroot_errors.MaxSizeExceeded:
             self.simple_response("414 Request-URI Too Long", "The request line is too long.")
             return
-        self.rfile = cheroot_server.SizeCheckWrapper(self.conn.rfile, server.max_request_header_size)
-        try:
-            if not self.read_request_headers():
-                return
-        except cheroot_errors.MaxSizeExceeded:
-            self._refuse("431 Request Header Fields Too Large", "The request's header fields are too large.")
-            return
-        self.ready = True
+        self.rfile = self.conn.rfile  # the header reader bounds what it reads itself
+        if self.read_request_headers():
+            self.ready = True
 
     def _refuse(self, status, message):
         self.close_connection = True
@@ -642,9 +654,9 @@ _REQUEST_TIMEOUT = (
 
 
 class Connection(cheroot_server.HTTPConnection):
-    """cheroot's connection, with the fast line reader, and what ``read_head`` keeps of a request head that has
-    not all arrived: ``head_bytes`` (received so far) and ``head_deadline`` (``time.time()`` by which it must be
-    complete)."""
+    """cheroot's connection, with the fast line reader, a request parsed only once its head has all arrived
+    (``read_head``), and what is kept of a head that has not: ``head_bytes`` (received so far) and
+    ``head_deadline`` (``time.time()`` by which it must be complete)."""
 
     RequestHandlerClass = Request
 
@@ -653,6 +665,16 @@ class Connection(cheroot_server.HTTPConnection):
         super().__init__(server, sock, _make_file if makefile is MakeFile else makefile)
         self.head_bytes = b""
         self.head_deadline = None
+
+    def communicate(self):
+        """cheroot's ``communicate``, once ``read_head`` says a whole request head is there; ``True`` (keep the
+        connection, in the selector) while it is not."""
+        state = read_head(self.server, self)
+        if state is HEAD_WAIT:
+            return True
+        if state is HEAD_CLOSED:
+            return False
+        return super().communicate()
 
     def close(self):
         if self.head_bytes:
@@ -664,39 +686,41 @@ class Connection(cheroot_server.HTTPConnection):
         super().close()
 
 
-def read_head(server, conn):
-    """Whether ``conn`` holds a whole request head and can go to a worker; if not, it is put back in the server's
-    selector, to come back here when more arrives. Called by ``Server.process_conn`` on the selector's thread (or
-    on a worker's, for a keep-alive connection with bytes already buffered); it never blocks.
+HEAD_READY, HEAD_WAIT, HEAD_CLOSED = "ready", "wait", "closed"
 
-    cheroot hands every connection that has a byte to read straight to a worker, which then waits for the rest of
-    the request head with a timeout per ``recv`` and no overall deadline: 150 clients sending a byte every 2 s held
-    all 100 workers, and no other request was answered. Here what has arrived is read without blocking (``os.read``
-    on the socket's non-blocking descriptor) into ``conn.head_bytes``; once it holds a blank line (the end of the
-    head), or more than the head may hold (the worker then answers 414 or 431), it is put in front of what the
-    connection's ``LineReader`` has buffered, through ``_pyio``'s private ``_read_buf``/``_read_pos``, and the
-    connection goes to a worker. A head must be complete ``server.header_timeout`` seconds after its first byte
-    (or after the connection was accepted): the selector's own expiry (``conn.last_used``, cheroot's
-    ``_expire``) then closes the connection, with a 408 when part of a head came. Connections over TLS, or where
-    ``LineReader`` cannot be used, go to a worker at once, as in cheroot.
+
+def read_head(server, conn):
+    """Whether a whole request head has arrived on ``conn``: ``HEAD_READY`` (it is in the connection's
+    ``LineReader`` buffer: parse it), ``HEAD_WAIT`` (not yet: what came is kept in ``conn.head_bytes``, and the
+    connection is to go back to the selector until more arrives) or ``HEAD_CLOSED`` (the client closed, or the
+    socket failed). Called by ``Connection.communicate`` on a worker, and by ``Server.process_conn`` on the
+    selector's thread for a connection whose head has begun but is not whole; it never blocks.
+
+    cheroot hands every connection that has a byte to read to a worker, which then waits for the rest of the request
+    head with a timeout per ``recv`` and no overall deadline: 150 clients sending a byte every 2 s held all 100
+    workers, and no other request was answered. Here what has arrived is read without blocking (``os.read`` on the
+    socket's non-blocking descriptor: ``socket.recv`` polls for the socket's timeout first, even with
+    ``MSG_DONTWAIT``). Once it holds a blank line (the end of the head), or more than a head may hold (the parser
+    then answers 414 or 431), it is put in front of what ``LineReader`` has buffered, through ``_pyio``'s private
+    ``_read_buf``/``_read_pos``. Until then the worker is released at once, and later reads of that head happen on
+    the selector's thread, so that a client sending a byte at a time wakes no worker. A head must be complete
+    ``server.header_timeout`` seconds after its first byte (or after the connection was accepted):
+    ``Server.put_conn`` sets ``conn.last_used`` so that cheroot's own expiry of idle connections then closes it,
+    and ``Connection.close`` answers 408 when part of a head came. Connections over TLS, or where ``LineReader``
+    cannot be used, are parsed at once, as in cheroot.
     """
     rfile = conn.rfile
     if server.ssl_adapter is not None or type(rfile) is not LineReader:
-        return True
-    buffered = rfile._read_buf[rfile._read_pos :]
-    if not conn.head_bytes and _head_complete(buffered):
-        return True  # pipelined, or a keep-alive request already read whole
-    fileno = conn.socket.fileno()
+        return HEAD_READY
+    buffered = rfile._read_buf[rfile._read_pos :] if rfile._read_pos < len(rfile._read_buf) else b""
+    if buffered and not conn.head_bytes and _head_complete(buffered):
+        return HEAD_READY  # pipelined, or a keep-alive request already read whole
     try:
         while True:
-            # Not socket.recv: with a timeout set, CPython polls for up to that timeout before it calls recv(2),
-            # MSG_DONTWAIT or not, and one silent client would stall the selector. The descriptor of a socket
-            # with a timeout is non-blocking, so read(2) answers at once.
-            data = os.read(fileno, 65536)
-            if not data:  # the client closed: nothing more will come
+            data = os.read(conn.socket.fileno(), 65536)
+            if not data:
                 conn.head_bytes = b""
-                conn.close()
-                return False
+                return HEAD_CLOSED
             conn.head_bytes += data
             if len(data) < 65536:
                 break
@@ -704,21 +728,19 @@ def read_head(server, conn):
         pass
     except OSError:
         conn.head_bytes = b""
-        conn.close()
-        return False
+        return HEAD_CLOSED
     head = buffered + conn.head_bytes
-    limit = server.max_request_line + server.max_request_header_size + 4
-    if _head_complete(head) or len(head) > limit:
-        rfile._read_buf, rfile._read_pos = head, 0
+    rfile._read_buf, rfile._read_pos = head, 0
+    if _head_complete(head) or len(head) > server.max_request_line + server.max_request_header_size + 4:
         conn.head_bytes, conn.head_deadline = b"", None
-        return True
-    now = time.time()
+        return HEAD_READY
+    # Not yet: keep it apart from the reader, so that cheroot does not take the connection for one with a
+    # request waiting in its buffer.
+    rfile._read_buf, rfile._read_pos = b"", 0
+    conn.head_bytes = head
     if conn.head_deadline is None:
-        conn.head_deadline = now + server.header_timeout
-    # cheroot's selector closes a connection whose last_used is more than server.timeout ago.
-    conn.last_used = conn.head_deadline - server.timeout
-    server._connections._selector.register(fileno, selectors.EVENT_READ, data=conn)
-    return False
+        conn.head_deadline = time.time() + server.header_timeout
+    return HEAD_WAIT
 
 
 def _head_complete(data):

@@ -12,7 +12,16 @@ import time
 
 from cheroot import wsgi
 
-from .cheroot_overrides import Connection, Gateway, StrictHeaderReader, grow, read_head, worker_count
+from .cheroot_overrides import (
+    HEAD_READY,
+    HEAD_WAIT,
+    Connection,
+    Gateway,
+    StrictHeaderReader,
+    grow,
+    read_head,
+    worker_count,
+)
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
 
 __all__ = ["PoolSizer", "Server", "ServingThread", "build_application", "create_server"]
@@ -102,8 +111,8 @@ class Server(wsgi.Server):
     while the pool grows. What it adds:
 
     - a pool that grows from ``numthreads`` toward ``max`` while requests wait (``PoolSizer``);
-    - a request head read on the selector's thread until it is whole, within ``header_timeout`` seconds (408),
-      so that slow or silent clients hold no worker;
+    - a request parsed only once its head has all arrived, within ``header_timeout`` seconds (408): until then the
+      connection waits in the selector, so that slow or silent clients hold no worker;
     - the request head and its framing read strictly (RFC 9112), with limits: ``max_request_line`` bytes (414),
       ``max_request_header_size`` bytes and ``max_headers`` fields for the header block (431),
       ``max_request_body_size`` bytes of body (413; 0 for none); headers with ``_`` in their name dropped; lines
@@ -153,7 +162,7 @@ class Server(wsgi.Server):
         self.max_request_line = max_request_line
         self.max_request_header_size = max_request_header_size
         self.max_request_body_size = max_request_body_size
-        self.header_reader = StrictHeaderReader(max_headers)
+        self.header_reader = StrictHeaderReader(max_headers, max_request_header_size)
         self.header_timeout = header_timeout
         self.bind_error = None
         self.pool_sizer = None
@@ -178,10 +187,28 @@ class Server(wsgi.Server):
         super().stop()
 
     def process_conn(self, conn):
-        """Hand ``conn`` to a worker once a whole request head has arrived (``read_head``); until then it waits
-        in the selector and holds no thread."""
-        if read_head(self, conn):
+        """Queue ``conn`` for a worker, as cheroot does; but a connection whose request head began and is not yet
+        whole (``conn.head_deadline`` set) reads what has arrived here, on the selector's thread, without blocking,
+        and goes to a worker only once the head is whole: a client sending its head a byte at a time wakes no
+        worker, and the pool does not grow for it."""
+        if conn.head_deadline is None:
             super().process_conn(conn)
+            return
+        state = read_head(self, conn)
+        if state is HEAD_READY:
+            super().process_conn(conn)
+        elif state is HEAD_WAIT:
+            self.put_conn(conn)
+        else:
+            conn.close()
+
+    def put_conn(self, conn):
+        """Put ``conn`` back in the selector, as cheroot does; one whose request head has not all arrived keeps its
+        deadline (``header_timeout`` from its first byte), which cheroot's expiry of idle connections enforces:
+        it closes a connection whose ``last_used`` is more than ``timeout`` seconds old."""
+        super().put_conn(conn)
+        if conn.head_deadline is not None:
+            conn.last_used = conn.head_deadline - self.timeout
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         server_logger.log(level, "%s", msg, exc_info=traceback)

@@ -44,16 +44,16 @@ def test_the_internals_it_relies_on_are_there():
     assert "self.conn.wfile.write" in inspect.getsource(cheroot_server.HTTPRequest.send_headers)
     # The header reader folds the headers cheroot lists as comma-separated.
     assert b"Accept" in cheroot_server.comma_separated_headers
-    # read_head reads a socket with a timeout through its descriptor, which must then be non-blocking, and puts
-    # connections back in the server's private selector; cheroot's expiry reads conn.last_used.
+    # read_head reads a socket with a timeout through its descriptor, which must then be non-blocking; cheroot's
+    # expiry of idle connections reads conn.last_used, which Server.put_conn sets after cheroot's put.
     with socket.socket() as probe:
         probe.settimeout(5)
         assert not os.get_blocking(probe.fileno())
     server = wsgi.Server(("127.0.0.1", 0), None)
     server.prepare()
     try:
-        assert callable(server._connections._selector.register)
         assert "last_used" in inspect.getsource(type(server._connections)._expire)
+        assert "last_used = time.time()" in inspect.getsource(type(server._connections).put)
     finally:
         server.stop()
     # The pool size is read from the pool's private worker list, which grow() clears of exited workers first.
