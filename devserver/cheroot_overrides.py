@@ -296,6 +296,8 @@ _COMMA_SEPARATED = frozenset(cheroot_server.comma_separated_headers)
 # One match per line: the name, a token; the value, without surrounding blanks or control characters but HTAB.
 _FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[^\x00-\x1f\x7f]|\t)*?)[ \t]*\r\n")
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_TARGET_BYTE = re.compile(rb"[\x00-\x20\x7f]")
 _DIGITS = re.compile(rb"[0-9]{1,19}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
@@ -487,6 +489,11 @@ class Request(cheroot_server.HTTPRequest):
                 return
         except cheroot_errors.MaxSizeExceeded:
             self.simple_response("414 Request-URI Too Long", "The request line is too long.")
+            return
+        if not _TOKEN.fullmatch(self.method) or _BAD_TARGET_BYTE.search(self.uri):
+            # RFC 9112 §3: a method is a token, a request-target has no control characters (cheroot passed a NUL
+            # on to the application, as PATH_INFO).
+            self._refuse("400 Bad Request", "Malformed Request-Line.")
             return
         self.rfile = self.conn.rfile  # the header reader bounds what it reads itself
         if self.read_request_headers():

@@ -139,6 +139,10 @@ def test_a_content_length_that_is_not_digits_is_400(port, value):
         b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",  # chunked not final
         b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # TE on HTTP/1.0
+        b"GET /a\x00b HTTP/1.1\r\nHost: h\r\n\r\n",  # NUL in the request target (found by trying)
+        b"GET /a\x01b HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",  # a method that is not a token
+        b"GET / HTTP/1.1\nHost: h\n\n",  # bare LF line ends
     ],
 )
 def test_bad_header_syntax_is_400_and_reaches_no_application(port, head):
