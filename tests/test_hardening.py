@@ -47,6 +47,23 @@ def still_serving(port):
     return responses(data) == ["HTTP/1.1 200 OK"]
 
 
+def send_and_read(port, raw):
+    """``raw_request`` for a server that may answer and close before it has taken all of ``raw``: what came back
+    before the connection closed or was reset."""
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        try:
+            client.sendall(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            while chunk := client.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    return data
+
+
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
 
 
@@ -180,17 +197,7 @@ def test_connection_close_is_compared_without_case(port):
     ids=["1 MB request line", "10,000 headers", "10 MB header"],
 )
 def test_a_request_head_over_the_limits(port, raw, status):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        try:
-            client.sendall(raw)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before taking it all
-        data = b""
-        try:
-            while chunk := client.recv(65536):
-                data += chunk
-        except ConnectionResetError:
-            pass
+    data = send_and_read(port, raw)
     assert responses(data) == [f"HTTP/1.1 {status}"]
     assert SEEN == []
     assert still_serving(port)
@@ -234,14 +241,7 @@ def test_a_small_unread_body_is_dropped_and_the_connection_goes_on(port):
 
 def test_a_large_unread_body_closes_the_connection_instead_of_being_read(port):
     length = 9 * 1024 * 1024
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % length + b"x" * 65536)
-        data = b""
-        try:
-            while chunk := client.recv(65536):
-                data += chunk
-        except ConnectionResetError:
-            pass
+    data = send_and_read(port, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % length + b"x" * 65536)
     # Before: cheroot read the whole rest into memory in one call (a 300 MB POST: +587 MiB).
     assert responses(data) == ["HTTP/1.1 200 OK"]
     assert b"Connection: close" in data
