@@ -671,7 +671,9 @@ class Connection(cheroot_server.HTTPConnection):
         # A TLS adapter brings its own file maker; cheroot's own gets the fast reader.
         super().__init__(server, sock, _make_file if makefile is MakeFile else makefile)
         self.head_bytes = b""
-        self.head_deadline = None
+        # A new connection's first head is read on the selector's thread (Server.process_conn): a flood of silent
+        # or slow connections wakes no worker.
+        self.head_deadline = time.time() + server.header_timeout
 
     def communicate(self):
         """cheroot's ``communicate``, once ``read_head`` says a whole request head is there; ``True`` (keep the

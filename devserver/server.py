@@ -187,10 +187,11 @@ class Server(wsgi.Server):
         super().stop()
 
     def process_conn(self, conn):
-        """Queue ``conn`` for a worker, as cheroot does; but a connection whose request head began and is not yet
-        whole (``conn.head_deadline`` set) reads what has arrived here, on the selector's thread, without blocking,
-        and goes to a worker only once the head is whole: a client sending its head a byte at a time wakes no
-        worker, and the pool does not grow for it."""
+        """Queue ``conn`` for a worker, as cheroot does; but a new connection, or one whose request head began and
+        is not yet whole (``conn.head_deadline`` set), reads what has arrived here, on the selector's thread,
+        without blocking, and goes to a worker only once the head is whole: a client that connects and says nothing,
+        or sends its head a byte at a time, wakes no worker, and the pool does not grow for it. A keep-alive
+        connection's next request goes to a worker at once, which reads it without blocking (``read_head``)."""
         if conn.head_deadline is None:
             super().process_conn(conn)
             return
