@@ -739,8 +739,8 @@ def read_head(server, conn):
         conn.head_bytes = b""
         return HEAD_CLOSED
     head = buffered + conn.head_bytes
-    rfile._read_buf, rfile._read_pos = head, 0
     if _head_complete(head) or len(head) > server.max_request_line + server.max_request_header_size + 4:
+        rfile._read_buf, rfile._read_pos = head, 0
         conn.head_bytes, conn.head_deadline = b"", None
         return HEAD_READY
     # Not yet: keep it apart from the reader, so that cheroot does not take the connection for one with a

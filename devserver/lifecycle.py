@@ -228,9 +228,7 @@ class Runner:
     def _finish(self, outcome, exit_status):
         self.reporter.stopped(outcome)
         if outcome is not Outcome.STOPPED:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(exit_status)
+            _exit_now(exit_status)
 
     def _foreground(self):
         with self.stop_request.catching_signals():
@@ -276,9 +274,7 @@ class Runner:
                 # A port in use or a bad option: no code change fixes it, so the reloader must not wait. Other
                 # errors (a syntax error in the project) propagate: Django shows them and waits for a fix.
                 self.reporter.fatal(error)
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(1)
+                _exit_now(1)
 
     def _stop_child(self, reloading):
         with self._lock:
@@ -292,15 +288,21 @@ class Runner:
         server.shutdown_timeout = min(server.shutdown_timeout, RELOAD_GRACE)
         if stop_gracefully(server, grace=RELOAD_GRACE, give_up=self.stop_request.give_up) is not Outcome.STOPPED:
             self.reporter.cut_off()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(RELOAD_EXIT_CODE)
+            _exit_now(RELOAD_EXIT_CODE)
 
     def _say_visibly(self, message):
         if _shown(reload_logger, logging.INFO):
             reload_logger.info(message)
         else:
             self.reporter.notice(message)
+
+
+def _exit_now(status):
+    """End the process with ``status`` at once, after what was said: worker threads that still run (requests
+    abandoned, or a reload that cut them off) would keep it alive through a normal exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _shown(logger, level):
