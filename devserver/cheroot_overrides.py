@@ -42,10 +42,12 @@ and its 304, with one piece at a time swapped for cheroot's own. A copy of chero
   already in the buffer with one ``bytes.find`` on ``_pyio``'s private ``_read_buf``/``_read_pos``. It is used only
   when a ``StreamReader`` has those fields (``LINE_READER_USABLE``); otherwise cheroot's own reading is used.
   cheroot's own costs 44% more per 5 KiB request and 51% more per 304.
-- ``read_head`` (with ``Connection.communicate`` and ``close``, and ``Server.put_conn``): a worker takes a request
-  head only once it has all arrived; until then the connection waits in the selector and holds no thread (a slow
-  client held a worker per connection). It fills ``LineReader``'s buffer fields with what it read, and sets
-  ``conn.last_used`` so that cheroot's expiry of idle connections enforces the head's deadline.
+- ``read_head`` (with ``Connection.communicate`` and ``close``, and ``Server.process_conn`` and ``put_conn``): a
+  worker takes a request only once its head and body have all arrived, as under waitress; until then the
+  connection waits in the selector and holds no thread (a client sending its head, or its body, a byte at a time
+  held a worker per connection). The body goes to a ``BodyBuffer`` (``ChunkedDecoder`` for a chunked one), the
+  head into ``LineReader``'s buffer fields, and ``conn.last_used`` is set so that cheroot's expiry of idle
+  connections enforces the deadlines.
 - ``worker_count`` and ``grow``: the live workers of a ``ThreadPool`` from its private ``_threads`` list (cheroot has
   no public count), and ``grow`` after its private ``_clear_dead_threads()``: cheroot keeps exited workers in that
   list until the next ``shrink()`` and counts them against ``max``, so a pool that had shrunk could not grow again
@@ -72,6 +74,9 @@ from .media import FileIterator
 
 __all__ = [
     "LINE_READER_USABLE",
+    "BodyBuffer",
+    "ChunkedDecoder",
+    "body_framing",
     "Connection",
     "StrictHeaderReader",
     "read_chunked_body",
@@ -309,8 +314,14 @@ into memory in one call: a 300 MB POST to a view that ignores it grew the server
 MAX_TRAILER_LINES = 100
 """Trailer lines after a chunked body are read and dropped; more than this many is a 400."""
 
-SPOOL_MEMORY = 1024 * 1024
-"""Bytes of a chunked request body held in memory before it is spooled to a temporary file."""
+SPOOL_MEMORY = 64 * 1024
+"""Bytes of a request body held in memory before it is spooled to a temporary file: a thousand connections that
+stall their uploads midway hold 64 MiB."""
+
+FRAMING_ALLOWANCE = 4096
+"""Bytes of chunked framing (size lines, extensions, the CRLF after each chunk, trailers) a body may have before it
+must carry at least 8 bytes of data for each byte of framing: decoding costs about 4 µs a chunk, so a body of
+one-byte chunks (or of long extensions, as in Node's CVE-2024-22019) would cost far more to read than to send."""
 
 
 _date = (0, b"")
@@ -411,46 +422,112 @@ class _BodyTooLarge(ValueError):
     """A request body over ``max_request_body_size``: answered 413."""
 
 
-def read_chunked_body(rfile, limit):
-    """Read a chunked request body (RFC 9112 §7.1) from ``rfile`` and return it de-chunked, as
-    ``(file, length)``: a ``SpooledTemporaryFile`` at position 0 (in memory up to ``SPOOL_MEMORY`` bytes).
+_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _DONE = range(5)
+_LINE_BOUND = {_SIZE_LINE: 4096, _CHUNK_END: 2, _TRAILER: 8192}
+
+
+class ChunkedDecoder:
+    """The chunked transfer coding of RFC 9112 §7.1, decoded as it arrives: ``feed(data)`` writes the chunks' data
+    to ``out`` (a binary file) and returns how many bytes of ``data`` belonged to the body; ``done`` once the
+    last chunk and the trailer section have been read, ``length`` the body's size in bytes.
 
     Chunk sizes are 1 to 16 hex digits (Python's ``int(x, 16)`` took ``0x5``, ``+5`` and ``0_5``); chunk
-    extensions are ignored; chunk data must be followed by CRLF; trailer lines are read and dropped. Raises
-    ``_MalformedBody`` for anything else and ``_BodyTooLarge`` past ``limit`` bytes (0: no limit).
+    extensions are ignored; chunk data must be followed by CRLF; up to ``MAX_TRAILER_LINES`` trailer lines are
+    read and dropped; past ``FRAMING_ALLOWANCE`` bytes of framing, the data must be 8 times the framing. Raises
+    ``_MalformedBody`` for anything else and ``_BodyTooLarge`` past ``limit`` bytes (0: no limit). Used on the
+    selector's thread for bytes as they come (``read_head``) and on a worker for a blocking reader
+    (``read_chunked_body``): one parser for both.
     """
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
-    total = 0
-    try:
-        while True:
-            line = rfile.readline(4096)
-            if not line.endswith(b"\r\n"):
-                raise _MalformedBody("Malformed chunk size line.")
+
+    def __init__(self, out, limit):
+        self.out = out
+        self.limit = limit
+        self.length = 0
+        self.done = False
+        self._state = _SIZE_LINE
+        self._line = b""
+        self._left = 0  # bytes of chunk data still to come
+        self._trailers = 0
+        self._framing = 0  # bytes of lines read
+
+    @property
+    def wanted(self):
+        """What a blocking reader should ask for next: ``(True, n)`` a line of at most ``n`` bytes, ``(False, n)``
+        ``n`` bytes of data."""
+        if self._state == _CHUNK_DATA:
+            return False, min(self._left, 65536)
+        return True, _LINE_BOUND[self._state] - len(self._line) + 1
+
+    def feed(self, data):
+        pos, end = 0, len(data)
+        while pos < end and not self.done:
+            if self._state == _CHUNK_DATA:
+                take = min(self._left, end - pos)
+                self.out.write(data[pos : pos + take])
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._state = _CHUNK_END
+                continue
+            newline = data.find(b"\n", pos)
+            if newline < 0:
+                self._line += data[pos:]
+                if len(self._line) > _LINE_BOUND[self._state]:
+                    raise _MalformedBody("Malformed chunked body.")
+                return end
+            line, self._line, pos = self._line + data[pos : newline + 1], b"", newline + 1
+            self._line_ended(line)
+        return pos
+
+    def _line_ended(self, line):
+        state = self._state
+        if len(line) > _LINE_BOUND[state] or not line.endswith(b"\r\n"):
+            raise _MalformedBody(
+                "Chunk data not followed by CRLF." if state == _CHUNK_END else "Malformed chunked body."
+            )
+        self._framing += len(line)
+        if self._framing > FRAMING_ALLOWANCE and self._framing * 8 > self.length:
+            raise _MalformedBody("The chunks are too small for their framing.")
+        if state == _SIZE_LINE:
             size_text = line[:-2].partition(b";")[0].rstrip(b" \t")
             if not _HEX.fullmatch(size_text):
                 raise _MalformedBody("Malformed chunk size.")
             size = int(size_text, 16)
-            if size == 0:
-                break
-            total += size
-            if limit and total > limit:
+            if not size:
+                self._state = _TRAILER
+                return
+            self.length += size
+            if self.limit and self.length > self.limit:
                 raise _BodyTooLarge("The request body is over the size limit.")
-            while size:
-                block = rfile.read(min(size, 65536))
-                if not block:
-                    raise _MalformedBody("The chunked body ended early.")
-                spool.write(block)
-                size -= len(block)
-            if rfile.read(2) != b"\r\n":
+            self._state, self._left = _CHUNK_DATA, size
+        elif state == _CHUNK_END:
+            if line != b"\r\n":
                 raise _MalformedBody("Chunk data not followed by CRLF.")
-        for _ in range(MAX_TRAILER_LINES):
-            line = rfile.readline(8192)
-            if line == b"\r\n":
-                spool.seek(0)
-                return spool, total
-            if not line.endswith(b"\r\n"):
-                raise _MalformedBody("Malformed trailer line.")
-        raise _MalformedBody("Too many trailer lines.")
+            self._state = _SIZE_LINE
+        elif line == b"\r\n":
+            self._state, self.done = _DONE, True
+        else:
+            self._trailers += 1
+            if self._trailers > MAX_TRAILER_LINES:
+                raise _MalformedBody("Too many trailer lines.")
+
+
+def read_chunked_body(rfile, limit):
+    """Read a chunked request body (RFC 9112 §7.1) from ``rfile``, a blocking reader, with ``ChunkedDecoder``,
+    and return it de-chunked, as ``(file, length)``: a ``SpooledTemporaryFile`` at position 0 (in memory up to
+    ``SPOOL_MEMORY`` bytes). Raises ``_MalformedBody`` (also for a body that ends early) or ``_BodyTooLarge``.
+    Nothing past the body is read."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+    decoder = ChunkedDecoder(spool, limit)
+    try:
+        while not decoder.done:
+            line, size = decoder.wanted
+            data = rfile.readline(size) if line else rfile.read(size)
+            if not data:
+                raise _MalformedBody("The chunked body ended early.")
+            decoder.feed(data)
+        spool.seek(0)
+        return spool, decoder.length
     except BaseException:
         spool.close()
         raise
@@ -468,13 +545,17 @@ class Request(cheroot_server.HTTPRequest):
       400 and the connection closed (RFC 9112 §6.1, §6.3, §3.2); another transfer coding 501; a Content-Length over
       ``server.max_request_body_size`` 413 before the body is read. The ``Connection`` header's tokens are compared
       without case (cheroot kept ``Connection: Close`` open).
-    - ``respond``: a chunked body is read whole (``read_chunked_body``, bounded by the body size limit) before the
-      application is called, which then sees it with a Content-Length, as waitress does: a framing error is a 400
-      from the server rather than an exception in the application, and no byte of it can be taken for the next
-      request.
+    - ``respond``: the body comes whole before the application is called, bounded by the body size limit
+      (received by ``read_head``; over TLS, where ``read_head`` does not run, a chunked body is read here with
+      ``read_chunked_body``, and one with a Content-Length is read by the application from the connection). A
+      chunked body is then seen with a Content-Length, as under waitress: a framing error is a 400 from the server
+      rather than an exception in the application, and no byte of it can be taken for the next request.
     - ``send_headers``: adds a ``Date`` formatted once a second; drains an unread body up to ``DRAIN_LIMIT`` or
       closes the connection; then calls cheroot's.
     """
+
+    body_buffered = False
+    """Whether the body came whole before the application was called (nothing of it is left on the connection)."""
 
     @property
     def header_reader(self):
@@ -552,8 +633,9 @@ class Request(cheroot_server.HTTPRequest):
         elif b"keep-alive" not in tokens:
             self.close_connection = True
 
-        # PEP 3333's expect/continue, as cheroot does it: "100 Continue" at once.
-        if headers.get(b"Expect", b"").lower() == b"100-continue":
+        # PEP 3333's expect/continue, as cheroot does it: "100 Continue" at once; unless the body has come already
+        # (read_head sent it then).
+        if self.conn.body is None and headers.get(b"Expect", b"").lower() == b"100-continue":
             message = self.server.protocol.encode("ascii") + b" 100 Continue\r\n\r\n"
             try:
                 self.conn.wfile.write(message)
@@ -563,26 +645,51 @@ class Request(cheroot_server.HTTPRequest):
         return True
 
     def respond(self):
+        body = self.conn.body
+        if body is not None:
+            self.conn.body = None
+            try:
+                self._respond_with_buffered(body)
+            finally:
+                body.close()
+            return
         if self.chunked_read:
             try:
-                body, length = read_chunked_body(self.conn.rfile, self.server.max_request_body_size)
+                file, length = read_chunked_body(self.conn.rfile, self.server.max_request_body_size)
             except _BodyTooLarge as error:
                 self._refuse("413 Request Entity Too Large", str(error))
                 return
             except _MalformedBody as error:
                 self._refuse("400 Bad Request", str(error))
                 return
-            self.chunked_read = False
-            self.inheaders.pop(b"Transfer-Encoding", None)
-            self.inheaders[b"Content-Length"] = str(length).encode("ascii")
-            self.rfile = cheroot_server.KnownLengthRFile(body, length)
             try:
-                self._respond_with_body()
+                self._respond_with_buffered_file(file, length)
             finally:
-                body.close()
+                file.close()
             return
         length = int(self.inheaders.get(b"Content-Length", 0))
         self.rfile = cheroot_server.KnownLengthRFile(self.conn.rfile, length)
+        self._respond_with_body()
+
+    def _respond_with_buffered(self, body):
+        """Answer with the body ``read_head`` received (a ``BodyBuffer``), after checking that the parser framed
+        the request as ``body_framing`` did (it cannot differ; if it ever did, the connection is closed)."""
+        if body.error is not None:
+            self._refuse(*body.error)
+            return
+        framed = None if self.chunked_read else int(self.inheaders.get(b"Content-Length", 0))
+        if self.chunked_read != body.chunked or framed not in (None, body.length):
+            self._refuse("400 Bad Request", "Malformed request framing.")
+            return
+        self._respond_with_buffered_file(body.file, body.length)
+
+    def _respond_with_buffered_file(self, file, length):
+        # The application sees a received chunked body with a Content-Length, as under waitress.
+        self.chunked_read = False
+        self.body_buffered = True
+        self.inheaders.pop(b"Transfer-Encoding", None)
+        self.inheaders[b"Content-Length"] = str(length).encode("ascii")
+        self.rfile = cheroot_server.KnownLengthRFile(file, length)
         self._respond_with_body()
 
     def _respond_with_body(self):
@@ -599,13 +706,20 @@ class Request(cheroot_server.HTTPRequest):
         else:
             self.outheaders.append((b"Date", current_date()))
         remaining = getattr(self.rfile, "remaining", 0)
-        if remaining and not self.close_connection:
+        if self.body_buffered:
+            # Nothing of it is left on the connection; cheroot would read the rest of the file into memory at once
+            # (the application keeps its own reference to wsgi.input).
+            self.rfile = _NO_BODY
+        elif remaining and not self.close_connection:
             if remaining > DRAIN_LIMIT:
                 self.close_connection = True
             else:
                 while self.rfile.remaining and self.rfile.read(min(self.rfile.remaining, 65536)):
                     pass
         super().send_headers()
+
+
+_NO_BODY = cheroot_server.KnownLengthRFile(io.BytesIO(), 0)
 
 
 class LineReader(StreamReader):
@@ -661,9 +775,9 @@ _REQUEST_TIMEOUT = (
 
 
 class Connection(cheroot_server.HTTPConnection):
-    """cheroot's connection, with the fast line reader, a request parsed only once its head has all arrived
-    (``read_head``), and what is kept of a head that has not: ``head_bytes`` (received so far) and
-    ``head_deadline`` (``time.time()`` by which it must be complete)."""
+    """cheroot's connection, with the fast line reader, a request parsed only once it has all arrived
+    (``read_head``), and what is kept of one that has not: ``head_bytes`` (the head received so far), ``body`` (a
+    ``BodyBuffer``, or ``None``) and ``read_deadline`` (``time.time()`` by which more must come, or ``None``)."""
 
     RequestHandlerClass = Request
 
@@ -671,90 +785,257 @@ class Connection(cheroot_server.HTTPConnection):
         # A TLS adapter brings its own file maker; cheroot's own gets the fast reader.
         super().__init__(server, sock, _make_file if makefile is MakeFile else makefile)
         self.head_bytes = b""
+        self.body = None
         # A new connection's first head is read on the selector's thread (Server.process_conn): a flood of silent
         # or slow connections wakes no worker.
-        self.head_deadline = time.time() + server.header_timeout
+        self.read_deadline = time.time() + server.header_timeout
 
     def communicate(self):
-        """cheroot's ``communicate``, once ``read_head`` says a whole request head is there; ``True`` (keep the
+        """cheroot's ``communicate``, once ``read_head`` says a whole request is there; ``True`` (keep the
         connection, in the selector) while it is not."""
         state = read_head(self.server, self)
         if state is HEAD_WAIT:
             return True
         if state is HEAD_CLOSED:
             return False
-        return super().communicate()
+        try:
+            return super().communicate()
+        finally:
+            self.discard_body()  # the request took it, or was refused before it could
+
+    def discard_body(self):
+        if self.body is not None:
+            self.body.close()
+            self.body = None
 
     def close(self):
-        if self.head_bytes:
-            # Part of a request head came, the rest not in time (the selector expired it): say so (RFC 9110
-            # §15.5.9), without waiting on a client that may not read.
+        if self.head_bytes or self.body is not None:
+            # Part of a request came, the rest not in time (the selector expired it): say so (RFC 9110 §15.5.9),
+            # without waiting on a client that may not read.
             with contextlib.suppress(OSError):
                 os.write(self.socket.fileno(), _REQUEST_TIMEOUT)  # non-blocking: see read_head
             self.head_bytes = b""
+            self.discard_body()
         super().close()
 
 
 HEAD_READY, HEAD_WAIT, HEAD_CLOSED = "ready", "wait", "closed"
 
+READ_AT_ONCE = 16
+"""How many 64 KiB reads ``read_head`` makes for one connection before it lets the selector serve others."""
+
+# A header that may frame a body, at the start of a line: without one, the parser sees no body either (it takes
+# no whitespace before the colon, and the request line comes before the first CRLF).
+_FRAMING_HINT = re.compile(rb"\r\n(?:content-length|transfer-encoding):", re.IGNORECASE)
+
+
+class BodyBuffer:
+    """A request body received on the selector's thread before a worker takes the request, as waitress does: a
+    client that sends its body slowly holds no worker.
+
+    ``head``: the request head (bytes, up to its blank line); ``length``: the Content-Length, or ``None`` for a
+    chunked body; ``file``: the body, de-chunked, in a ``SpooledTemporaryFile`` (in memory up to
+    ``SPOOL_MEMORY`` bytes); ``error``: ``None``, or the ``(status, message)`` the request is to be answered with
+    (a malformed chunked body, 400; one over ``limit`` bytes, 413); ``expect_continue``: whether the client
+    waits for ``100 Continue`` before sending it (RFC 9110 §10.1.1).
+    """
+
+    def __init__(self, head, length, limit, expect_continue):
+        self.head = head
+        self.length = length
+        self.expect_continue = expect_continue
+        self.file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        self.chunked = length is None
+        self.error = None
+        self.done = False
+        self._left = length
+        self._decoder = ChunkedDecoder(self.file, limit) if length is None else None
+
+    def feed(self, data):
+        """Take the body's part of ``data``; return what follows the body (the next request's first bytes) once it
+        has all come, else ``None``."""
+        if self._decoder is None:
+            used = min(self._left, len(data))
+            self.file.write(data[:used])
+            self._left -= used
+            self.done = not self._left
+        else:
+            try:
+                used = self._decoder.feed(data)
+            except _BodyTooLarge as error:
+                self.error, self.done = ("413 Request Entity Too Large", str(error)), True
+                return b""
+            except _MalformedBody as error:
+                self.error, self.done = ("400 Bad Request", str(error)), True
+                return b""
+            self.done = self._decoder.done
+            if self.done:
+                self.length = self._decoder.length
+        if not self.done:
+            return None
+        self.file.seek(0)
+        return data[used:]
+
+    def close(self):
+        self.file.close()
+
+
+def body_framing(head, server):
+    """How the body of the request whose head is ``head`` (bytes, up to its blank line) is to be received on the
+    selector's thread: ``(length, expect_continue)``, with ``length`` the Content-Length or ``None`` for a
+    chunked body; or ``None`` when there is no body, or when the head is one the parser refuses before any body
+    is read (Transfer-Encoding with Content-Length, a chunked body on HTTP/1.0, another coding, a Content-Length
+    that is not digits, or over the limit): the worker answers that at once.
+
+    It must never see no body where the parser sees one, or a worker would wait for it: field lines are matched
+    as the parser (``StrictHeaderReader``) matches them, and a line it would refuse is skipped here.
+    """
+    if _FRAMING_HINT.search(head) is None:
+        return None
+    lengths, codings, expect_continue = [], [], False
+    for line in head.split(b"\r\n")[1:]:
+        matched = _FIELD_LINE.fullmatch(line + b"\r\n")
+        if matched is None:
+            continue
+        name, value = matched.groups()
+        name = name.lower()
+        if name == b"content-length":
+            lengths.append(value)
+        elif name == b"transfer-encoding":
+            codings.extend(coding.strip().lower() for coding in value.split(b","))
+        elif name == b"expect":
+            expect_continue = value.lower() == b"100-continue"
+    if codings:
+        if lengths or codings != [b"chunked"] or head.split(b"\r\n", 1)[0].endswith(b" HTTP/1.0"):
+            return None
+        return None, expect_continue
+    if not lengths or len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0]):
+        return None
+    length = int(lengths[0])
+    limit = server.max_request_body_size
+    if not length or (limit and length > limit):
+        return None
+    return length, expect_continue
+
 
 def read_head(server, conn):
-    """Whether a whole request head has arrived on ``conn``: ``HEAD_READY`` (it is in the connection's
-    ``LineReader`` buffer: parse it), ``HEAD_WAIT`` (not yet: what came is kept in ``conn.head_bytes``, and the
-    connection is to go back to the selector until more arrives) or ``HEAD_CLOSED`` (the client closed, or the
-    socket failed). Called by ``Connection.communicate`` on a worker, and by ``Server.process_conn`` on the
-    selector's thread for a connection whose head has begun but is not whole; it never blocks.
+    """Whether a whole request, its head and any body, has arrived on ``conn``: ``HEAD_READY`` (the head is in the
+    connection's ``LineReader`` buffer, the body in ``conn.body``: parse it), ``HEAD_WAIT`` (not yet: what came
+    is kept in ``conn.head_bytes`` or ``conn.body``, and the connection is to go back to the selector until more
+    arrives) or ``HEAD_CLOSED`` (the client closed, or the socket failed). Called by ``Connection.communicate``
+    on a worker, and by ``Server.process_conn`` on the selector's thread for a connection whose request has begun
+    but is not whole; it never blocks.
 
     cheroot hands every connection that has a byte to read to a worker, which then waits for the rest of the request
-    head with a timeout per ``recv`` and no overall deadline: 150 clients sending a byte every 2 s held all 100
-    workers, and no other request was answered. Here what has arrived is read without blocking (``os.read`` on the
-    socket's non-blocking descriptor: ``socket.recv`` polls for the socket's timeout first, even with
-    ``MSG_DONTWAIT``). Once it holds a blank line (the end of the head), or more than a head may hold (the parser
-    then answers 414 or 431), it is put in front of what ``LineReader`` has buffered, through ``_pyio``'s private
-    ``_read_buf``/``_read_pos``. Until then the worker is released at once, and later reads of that head happen on
-    the selector's thread, so that a client sending a byte at a time wakes no worker. A head must be complete
-    ``server.header_timeout`` seconds after its first byte (or after the connection was accepted):
-    ``Server.put_conn`` sets ``conn.last_used`` so that cheroot's own expiry of idle connections then closes it,
-    and ``Connection.close`` answers 408 when part of a head came. Connections over TLS, or where ``LineReader``
-    cannot be used, are parsed at once, as in cheroot.
+    with a timeout per ``recv`` and no overall deadline: 150 clients sending a byte every 2 s held all 100
+    workers, and no other request was answered; a client sending its body a byte at a time held one each. Here
+    what has arrived is read without blocking (``os.read`` on the socket's non-blocking descriptor:
+    ``socket.recv`` polls for the socket's timeout first, even with ``MSG_DONTWAIT``). Once it holds a blank line
+    (the end of the head), or more than a head may hold (the parser then answers 414 or 431), the head's framing
+    (``body_framing``) says whether a body follows; if one does, it is received into a ``BodyBuffer``, after a
+    ``100 Continue`` if the client asked for one. Once all is there, the head and whatever followed the body are
+    put in front of what ``LineReader`` has buffered, through ``_pyio``'s private ``_read_buf``/``_read_pos``.
+    Until then the worker is released at once, and later reads happen on the selector's thread, so that a slow
+    client wakes no worker.
+
+    A head must be complete ``server.header_timeout`` seconds after its first byte (or after the connection was
+    accepted), and each read of a body must bring bytes within ``server.timeout`` seconds of the last (nginx's
+    ``client_body_timeout``): ``conn.read_deadline`` holds the time, ``Server.put_conn`` sets ``conn.last_used``
+    so that cheroot's own expiry of idle connections then closes it, and ``Connection.close`` answers 408 when
+    part of a request came. Connections over TLS, or where ``LineReader`` cannot be used, are parsed at once, as
+    in cheroot.
     """
     rfile = conn.rfile
     if server.ssl_adapter is not None or type(rfile) is not LineReader:
         return HEAD_READY
-    buffered = rfile._read_buf[rfile._read_pos :] if rfile._read_pos < len(rfile._read_buf) else b""
-    if buffered and not conn.head_bytes and _head_complete(buffered):
-        return HEAD_READY  # pipelined, or a keep-alive request already read whole
+    body = conn.body
+    if body is not None and body.done:
+        return HEAD_READY  # received on the selector's thread; a worker now calls this again
+    if body is None:
+        pending = rfile._read_buf[rfile._read_pos :] if rfile._read_pos < len(rfile._read_buf) else b""
+        pending = pending + conn.head_bytes if conn.head_bytes else pending
+        if not pending or not _head_end(pending):  # else pipelined, or a keep-alive request already read whole
+            state = _receive(conn, pending, server)
+            if state is not None:
+                return state
+            pending = conn.head_bytes
+        conn.head_bytes = b""
+        end = _head_end(pending)
+        # A head that is too large, or ends in a bare LF, is refused by the parser before any body.
+        framing = body_framing(pending[:end], server) if pending[end - 4 : end] == b"\r\n\r\n" else None
+        if framing is None:
+            return _ready(conn, rfile, pending)
+        length, expect_continue = framing
+        body = conn.body = BodyBuffer(pending[:end], length, server.max_request_body_size, expect_continue)
+        rest = body.feed(pending[end:])
+        if rest is not None:
+            return _ready(conn, rfile, body.head + rest)
+        if expect_continue and not pending[end:]:
+            with contextlib.suppress(OSError):  # a small write to a socket that has room: it does not block
+                os.write(conn.socket.fileno(), b"HTTP/1.1 100 Continue\r\n\r\n")
     try:
-        while True:
+        for _ in range(READ_AT_ONCE):
+            data = os.read(conn.socket.fileno(), 65536)
+            if not data:  # the client stopped sending, and may still read: answer 400
+                body.error, body.done = ("400 Bad Request", "The request body ended early."), True
+                return _ready(conn, rfile, body.head)
+            rest = body.feed(data)
+            if rest is not None:
+                return _ready(conn, rfile, body.head + rest)
+            if len(data) < 65536 or body.chunked:  # decoding costs more than copying: one read a turn
+                break
+    except BlockingIOError:
+        pass
+    except OSError:
+        conn.discard_body()
+        return HEAD_CLOSED
+    rfile._read_buf, rfile._read_pos = b"", 0
+    conn.read_deadline = time.time() + server.timeout
+    return HEAD_WAIT
+
+
+def _receive(conn, pending, server):
+    """Read what has come of a request head onto ``pending``: ``None`` once the head is whole, or too large to be
+    one (it is in ``conn.head_bytes``), else ``HEAD_WAIT`` or ``HEAD_CLOSED``."""
+    rfile = conn.rfile
+    most = server.max_request_line + server.max_request_header_size + 4  # past this, the parser answers 414 or 431
+    try:
+        for _ in range(READ_AT_ONCE):
             data = os.read(conn.socket.fileno(), 65536)
             if not data:
                 conn.head_bytes = b""
                 return HEAD_CLOSED
-            conn.head_bytes += data
-            if len(data) < 65536:
+            pending += data
+            if len(data) < 65536 or len(pending) > most:
                 break
     except BlockingIOError:
         pass
     except OSError:
         conn.head_bytes = b""
         return HEAD_CLOSED
-    head = buffered + conn.head_bytes
-    if _head_complete(head) or len(head) > server.max_request_line + server.max_request_header_size + 4:
-        rfile._read_buf, rfile._read_pos = head, 0
-        conn.head_bytes, conn.head_deadline = b"", None
-        return HEAD_READY
+    conn.head_bytes = pending
+    if _head_end(pending) or len(pending) > most:
+        return None
     # Not yet: keep it apart from the reader, so that cheroot does not take the connection for one with a
     # request waiting in its buffer.
     rfile._read_buf, rfile._read_pos = b"", 0
-    conn.head_bytes = head
-    if conn.head_deadline is None:
-        conn.head_deadline = time.time() + server.header_timeout
+    if conn.read_deadline is None:
+        conn.read_deadline = time.time() + server.header_timeout
     return HEAD_WAIT
 
 
-def _head_complete(data):
-    # The blank line that ends a head (a bare-LF one too, so that the worker answers it 400 rather than waiting).
-    return b"\r\n\r\n" in data or b"\n\n" in data
+def _ready(conn, rfile, data):
+    rfile._read_buf, rfile._read_pos = data, 0
+    conn.read_deadline = None
+    return HEAD_READY
+
+
+def _head_end(data):
+    """Where the head in ``data`` ends (after its blank line), or 0. A bare-LF blank line counts too, so that the
+    worker answers it 400 rather than waiting for more."""
+    crlf, bare = data.find(b"\r\n\r\n"), data.find(b"\n\n")
+    ends = [end for end in (crlf + 4 if crlf >= 0 else 0, bare + 2 if bare >= 0 else 0) if end]
+    return min(ends) if ends else 0
 
 
 def worker_count(pool):

@@ -111,8 +111,9 @@ class Server(wsgi.Server):
     while the pool grows. What it adds:
 
     - a pool that grows from ``numthreads`` toward ``max`` while requests wait (``PoolSizer``);
-    - a request parsed only once its head has all arrived, within ``header_timeout`` seconds (408): until then the
-      connection waits in the selector, so that slow or silent clients hold no worker;
+    - a request parsed only once its head has all arrived, within ``header_timeout`` seconds, and its body too,
+      each read within ``timeout`` seconds of the last (408 otherwise): until then the connection waits in the
+      selector, so that slow or silent clients hold no worker;
     - the request head and its framing read strictly (RFC 9112), with limits: ``max_request_line`` bytes (414),
       ``max_request_header_size`` bytes and ``max_headers`` fields for the header block (431),
       ``max_request_body_size`` bytes of body (413; 0 for none); headers with ``_`` in their name dropped; lines
@@ -187,12 +188,13 @@ class Server(wsgi.Server):
         super().stop()
 
     def process_conn(self, conn):
-        """Queue ``conn`` for a worker, as cheroot does; but a new connection, or one whose request head began and
-        is not yet whole (``conn.head_deadline`` set), reads what has arrived here, on the selector's thread,
-        without blocking, and goes to a worker only once the head is whole: a client that connects and says nothing,
-        or sends its head a byte at a time, wakes no worker, and the pool does not grow for it. A keep-alive
-        connection's next request goes to a worker at once, which reads it without blocking (``read_head``)."""
-        if conn.head_deadline is None:
+        """Queue ``conn`` for a worker, as cheroot does; but a new connection, or one whose request began and is
+        not yet whole (``conn.read_deadline`` set), reads what has arrived here, on the selector's thread, without
+        blocking, and goes to a worker only once the request's head and body are whole: a client that connects and
+        says nothing, or sends its request a byte at a time, wakes no worker, and the pool does not grow for it. A
+        keep-alive connection's next request goes to a worker at once, which reads it without blocking
+        (``read_head``)."""
+        if conn.read_deadline is None:
             super().process_conn(conn)
             return
         state = read_head(self, conn)
@@ -204,12 +206,13 @@ class Server(wsgi.Server):
             conn.close()
 
     def put_conn(self, conn):
-        """Put ``conn`` back in the selector, as cheroot does; one whose request head has not all arrived keeps its
-        deadline (``header_timeout`` from its first byte), which cheroot's expiry of idle connections enforces:
-        it closes a connection whose ``last_used`` is more than ``timeout`` seconds old."""
+        """Put ``conn`` back in the selector, as cheroot does; one whose request has not all arrived keeps its
+        deadline (``conn.read_deadline``: ``header_timeout`` from the head's first byte, then ``timeout`` from the
+        body's last), which cheroot's expiry of idle connections enforces: it closes a connection whose
+        ``last_used`` is more than ``timeout`` seconds old."""
         super().put_conn(conn)
-        if conn.head_deadline is not None:
-            conn.last_used = conn.head_deadline - self.timeout
+        if conn.read_deadline is not None:
+            conn.last_used = conn.read_deadline - self.timeout
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         server_logger.log(level, "%s", msg, exc_info=traceback)

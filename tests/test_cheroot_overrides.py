@@ -42,6 +42,9 @@ def test_the_internals_it_relies_on_are_there():
     assert inspect.signature(cheroot_server.HTTPConnection.__init__).parameters["makefile"].default is MakeFile
     # The one-send path swaps the connection's wfile around send_headers, which writes the head with one write.
     assert "self.conn.wfile.write" in inspect.getsource(cheroot_server.HTTPRequest.send_headers)
+    # Request.send_headers drains the body itself, or swaps a received one out of cheroot's reach: cheroot reads
+    # the rest of self.rfile in one call.
+    assert "self.rfile.read(remaining)" in inspect.getsource(cheroot_server.HTTPRequest.send_headers)
     # The header reader folds the headers cheroot lists as comma-separated.
     assert b"Accept" in cheroot_server.comma_separated_headers
     # read_head reads a socket with a timeout through its descriptor, which must then be non-blocking; cheroot's

@@ -239,12 +239,19 @@ def test_a_small_unread_body_is_dropped_and_the_connection_goes_on(port):
     assert SEEN == ["/", "/next"]
 
 
-def test_a_large_unread_body_closes_the_connection_instead_of_being_read(port):
-    length = 9 * 1024 * 1024
-    data = send_and_read(port, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % length + b"x" * 65536)
-    # Before: cheroot read the whole rest into memory in one call (a 300 MB POST: +587 MiB).
-    assert responses(data) == ["HTTP/1.1 200 OK"]
-    assert b"Connection: close" in data
+def test_a_large_unread_body_is_received_on_disk_and_the_connection_goes_on(port):
+    # Before: cheroot read the whole rest into memory in one call (a 300 MB POST: +587 MiB). Now the body is
+    # received before the application is called, past SPOOL_MEMORY into a temporary file.
+    body = b"x" * (9 * 1024 * 1024)
+    data = raw_request(
+        port,
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+        + b"GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        timeout=10,
+    )
+    assert responses(data) == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]
+    assert SEEN == ["/", "/next"]
 
 
 def test_slow_and_silent_clients_hold_no_worker_and_others_are_served():
@@ -317,3 +324,143 @@ def test_a_head_sent_a_byte_at_a_time_within_the_deadline_is_served(port):
             time.sleep(0.005)
         data = client.recv(65536)
     assert responses(data) == ["HTTP/1.1 200 OK"] and SEEN == ["/bytewise"]
+
+
+def test_slow_bodies_hold_no_worker_and_others_are_served():
+    """A client that sends a whole head and then its body a byte at a time held a worker per connection (R.U.D.Y.).
+    Here 150 such clients, half with a Content-Length, half chunked, drip for 5 s against the default pool; an
+    ordinary client is answered throughout, and then each slow body reaches the application whole."""
+    import threading
+
+    clients = []
+    stop = threading.Event()
+    dripper = None
+    with serving(app) as server:
+        target = ("127.0.0.1", server.bind_addr[1])
+        try:
+            bodies = []
+            for index in range(150):
+                client = socket.create_connection(target, timeout=10)
+                if index % 2:
+                    framing, body = b"Content-Length: 6\r\n", b"abcdef"
+                else:
+                    framing, body = b"Transfer-Encoding: chunked\r\n", b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"
+                client.sendall(b"POST /read HTTP/1.1\r\nHost: h\r\nConnection: close\r\n" + framing + b"\r\n")
+                clients.append(client)
+                bodies.append(body)
+
+            sent = [0] * len(clients)
+
+            def drip():
+                while not stop.wait(0.5):
+                    for index, (client, body) in enumerate(zip(clients, bodies, strict=True)):
+                        if sent[index] < len(body) - 1:  # the last byte is sent after the test below
+                            client.send(body[sent[index] : sent[index] + 1])
+                            sent[index] += 1
+
+            dripper = threading.Thread(target=drip, daemon=True)
+            dripper.start()
+            latencies = []
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                assert still_serving(target[1])
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.2)
+            stop.set()
+            dripper.join()
+            assert max(latencies) < 1, latencies
+            assert server.pool_sizer.size <= server.requests.min + 2  # before: one worker per slow body
+            assert SEEN.count("/ok") == len(latencies) and "/read" not in SEEN
+            assert min(sent) >= 5
+            for index, (client, body) in enumerate(zip(clients, bodies, strict=True)):
+                client.sendall(body[sent[index] :])
+            for client in clients:
+                data = b""
+                while chunk := client.recv(65536):
+                    data += chunk
+                assert json.loads(data.partition(b"\r\n\r\n")[2]) == {"path": "/read", "body": "abcdef"}
+        finally:
+            stop.set()
+            if dripper is not None:
+                dripper.join()
+            for client in clients:
+                client.close()
+
+
+def test_a_body_is_received_after_100_continue_and_before_the_application_runs(port):
+    for framing, body in [
+        (b"Content-Length: 5\r\n", b"hello"),
+        (b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+    ]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(
+                b"POST /read HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nConnection: close\r\n" + framing + b"\r\n"
+            )
+            assert client.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            assert SEEN == []  # the application is called once the body is there
+            client.sendall(body)
+            data = b""
+            while chunk := client.recv(65536):
+                data += chunk
+        assert responses(data) == ["HTTP/1.1 200 OK"]  # and no second 100 Continue
+        assert json.loads(data.partition(b"\r\n\r\n")[2]) == {"path": "/read", "body": "hello"}
+        SEEN.clear()
+
+
+def test_a_body_that_stops_coming_is_408_and_reaches_no_application():
+    with serving(app, timeout=1) as server, socket.create_connection(server.bind_addr, timeout=5) as client:
+        client.sendall(b"POST /read HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+        started = time.monotonic()
+        data = client.recv(65536)
+        assert responses(data) == ["HTTP/1.1 408 Request Timeout"]
+        assert 0.9 < time.monotonic() - started < 3
+    assert SEEN == []
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_a_body_sent_a_byte_at_a_time_then_a_pipelined_request(port, framing):
+    if framing == "length":
+        head, body = b"Content-Length: 11\r\n", b"hello, you!"
+    else:
+        head, body = b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n6;x=y\r\n, you!\r\n0\r\nT: t\r\n\r\n"
+    raw = b"POST /read HTTP/1.1\r\nHost: h\r\n" + head + b"\r\n" + body
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in raw:
+            client.sendall(bytes([byte]))
+            time.sleep(0.002)
+        client.sendall(b"GET /next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := client.recv(65536):
+            data += chunk
+    assert responses(data) == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]
+    assert b'"body": "hello, you!"' in data
+    assert SEEN == ["/read", "/next"]
+
+
+def test_a_received_body_the_application_does_not_read_is_not_read_into_memory(port, monkeypatch):
+    # cheroot reads what the application left of the body in one call before answering: a received 9 MiB body
+    # was read back from its temporary file whole.
+    from cheroot import server as cheroot_server
+
+    sizes = []
+    read = cheroot_server.KnownLengthRFile.read
+
+    def recording_read(self, size=None):
+        sizes.append(self.remaining if size is None or size < 0 else size)
+        return read(self, size)
+
+    monkeypatch.setattr(cheroot_server.KnownLengthRFile, "read", recording_read)
+    for framing, body in [
+        (b"Content-Length: %d\r\n" % (9 * 1024 * 1024), b"x" * (9 * 1024 * 1024)),
+        (b"Transfer-Encoding: chunked\r\n", (b"100000\r\n" + b"x" * 0x100000 + b"\r\n") * 9 + b"0\r\n\r\n"),
+    ]:
+        data = raw_request(
+            port,
+            b"POST / HTTP/1.1\r\nHost: h\r\n" + framing + b"\r\n" + body + b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+            timeout=10,
+            end_of_input=True,
+        )
+        assert responses(data) == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]
+    assert max(sizes, default=0) <= 65536
