@@ -56,7 +56,6 @@ and its 304, with one piece at a time swapped for cheroot's own. A copy of chero
 
 import contextlib
 import io
-import logging
 import os
 import re
 import socket
@@ -92,8 +91,6 @@ __all__ = [
     "worker_count",
 ]
 
-access_logger = logging.getLogger("django.server")
-
 _ENVIRON_KEYS = {}  # request header name (bytes) -> WSGI environ key
 
 
@@ -123,6 +120,7 @@ class Gateway(wsgi.Gateway_10):
 
     def __init__(self, req):
         super().__init__(req)
+        self.started = time.perf_counter()
         self.body_bytes = 0
         self.response_length = None
         self.cut_off = False
@@ -269,29 +267,26 @@ class Gateway(wsgi.Gateway_10):
         self.body_bytes += len(chunk)
 
     def log_access(self):
-        """Log ``"GET /path HTTP/1.1" 200 1234`` through ``django.server``, as runserver does: 5xx as errors,
-        4xx as warnings, the rest as info, with ``status_code`` for Django's ``ServerFormatter`` colours. The
-        number is the body bytes sent; a response cut off (the client went away or read too slowly) says so, with
-        the length it announced, as a warning.
-        """
+        """Hand the response to the server's ``access_log`` (``devserver.access_log``; ``None``: no log): the
+        client (``REMOTE_ADDR`` as the application left it, so after proxy resolution), the request line, the
+        status, the body bytes sent and the time since the application was called; a response cut off (the
+        client went away or read too slowly) says so, with the length it announced."""
+        access_log = self.req.server.access_log
+        if access_log is None:
+            return
         req = self.req
         status = req.status[:3]
         # No status means the application raised before start_response; cheroot answers that with a 500.
         code = int(status) if status.isdigit() else 500
-        level = logging.ERROR if code >= 500 else logging.WARNING if code >= 400 or self.cut_off else logging.INFO
-        if not access_logger.isEnabledFor(level):
-            return
         request_line = b" ".join((req.method or b"-", req.uri or b"-", req.request_protocol or b"-"))
-        message, args = '"%s" %s %s', [request_line.decode("latin-1"), code, self.body_bytes]
-        if self.cut_off:
-            message += " (cut off; %s announced)" if self.response_length is not None else " (cut off)"
-            if self.response_length is not None:
-                args.append(self.response_length)
-        access_logger.log(
-            level,
-            message,
-            *args,
-            extra={"status_code": code, "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
+        access_log.log(
+            self.env.get("REMOTE_ADDR") if self.env else None,
+            request_line.decode("latin-1"),
+            code,
+            self.body_bytes,
+            time.perf_counter() - self.started,
+            self.response_length,
+            self.cut_off,
         )
 
 

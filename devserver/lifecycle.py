@@ -100,20 +100,22 @@ class StopRequest:
         """Ask for a graceful stop, as a first signal would; from any thread."""
         self.handle(None)
 
-    def catching_signals(self):
-        """A context manager: SIGINT and SIGTERM call ``handle`` while it lasts. On a thread other than the main
-        one, where ``signal.signal`` is not allowed, it does nothing: ``request()`` is then the way to stop."""
-        return _SignalHandlers(self.handle)
+    def catching_signals(self, others=None):
+        """A context manager: SIGINT and SIGTERM call ``handle`` while it lasts, and each signal in ``others`` (a
+        dict) its handler. On a thread other than the main one, where ``signal.signal`` is not allowed, it does
+        nothing: ``request()`` is then the way to stop."""
+        return _SignalHandlers(self.handle, others)
 
 
 class _SignalHandlers:
-    def __init__(self, handler):
-        self.handler = handler
+    def __init__(self, handler, others=None):
+        self.handlers = {signum: handler for signum in STOP_SIGNALS}
+        self.handlers.update(others or {})
         self.previous = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = {signum: signal.signal(signum, self.handler) for signum in STOP_SIGNALS}
+            self.previous = {signum: signal.signal(signum, handler) for signum, handler in self.handlers.items()}
         return self
 
     def __exit__(self, *exc_info):
@@ -230,8 +232,20 @@ class Runner:
         if outcome is not Outcome.STOPPED:
             _exit_now(exit_status)
 
+    def _other_signals(self):
+        """SIGUSR1 reopens a file access log (``devserver.access_log.FileAccessLog``), for log rotation."""
+        if not hasattr(signal, "SIGUSR1"):
+            return {}
+        return {signal.SIGUSR1: self._reopen_logs}
+
+    def _reopen_logs(self, signum, frame=None):
+        server = self.server
+        reopen = getattr(getattr(server, "access_log", None), "reopen", None)
+        if reopen is not None:
+            reopen()
+
     def _foreground(self):
-        with self.stop_request.catching_signals():
+        with self.stop_request.catching_signals(self._other_signals()):
             thread = self._start(on_exit=lambda error: self.stop_request.requested.set())
             self.stop_request.requested.wait()
             outcome = stop_gracefully(thread.server, give_up=self.stop_request.give_up)
@@ -252,7 +266,7 @@ class Runner:
 
         autoreload.file_changed.connect(record, weak=False)
         reloading = False
-        with self.stop_request.catching_signals():
+        with self.stop_request.catching_signals(self._other_signals()):
             try:
                 autoreload.start_django(reloader, self._serve_in_child)
             except SystemExit as exit:
@@ -326,19 +340,23 @@ def restart_with_reloader():
     """Run this command again as a child with the reloader on, again each time it exits with status 3; return
     the child's last exit status.
 
-    SIGINT and SIGTERM are passed on to the child, which stops gracefully; no child is started after one.
+    SIGINT and SIGTERM are passed on to the child, which stops gracefully; no child is started after one. SIGUSR1
+    is passed on too (the child reopens its access log).
     """
     environ = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true"}
     arguments = autoreload.get_child_arguments()
     state = {"child": None, "stopping": False}
 
-    def forward(signum, frame):
-        state["stopping"] = True
+    def pass_on(signum, frame):
         child = state["child"]
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
-    with _SignalHandlers(forward):
+    def forward(signum, frame):
+        state["stopping"] = True
+        pass_on(signum, frame)
+
+    with _SignalHandlers(forward, {signal.SIGUSR1: pass_on} if hasattr(signal, "SIGUSR1") else None):
         while not state["stopping"]:
             state["child"] = subprocess.Popen(arguments, env=environ, close_fds=False)
             status = state["child"].wait()

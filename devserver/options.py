@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .media import hashed_name
+from .proxy import trusted_peers
 
 __all__ = [
     "DEFAULT_MAX_THREADS",
@@ -285,6 +286,29 @@ OPTIONS = (
         metavar="SECONDS",
         keyword="header_timeout",
     ),
+    Option(
+        "forwarded_allow_ips",
+        "Peers trusted as proxies, separated by commas: addresses, networks (`10.0.0.0/8`) or `*`. From them "
+        "(and from every peer on a unix socket) `Forwarded` and `X-Forwarded-For`/`-Proto`/`-Host`/`-Port` set the "
+        "client's address, the scheme (`request.is_secure()`) and the host; from anyone else they are removed.",
+        flags=("--forwarded-allow-ips",),
+        setting="RUNCHERRYPY_FORWARDED_ALLOW_IPS",
+        convert=trusted_peers,
+        default=trusted_peers("127.0.0.1,::1"),
+        default_text="127.0.0.1,::1",
+        metavar="ADDRESSES",
+    ),
+    Option(
+        "access_log",
+        "Write the access log to FILE (`-`: standard output) in the common log format, with the duration; "
+        "SIGUSR1 reopens it, for log rotation. Without it, each response goes to the `django.server` logger.",
+        flags=("--access-log",),
+        setting="RUNCHERRYPY_ACCESS_LOG",
+        convert=text,
+        default_text="the django.server logger",
+        metavar="FILE",
+    ),
+    Option("no_access_log", "No access log at all.", flags=("--no-access-log",), default=False),
     Option(
         "use_reloader",
         "Restart when the project's Python code changes (`--reload`) or not (`--noreload`); each restart says "

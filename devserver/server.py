@@ -12,6 +12,7 @@ import time
 
 from cheroot import wsgi
 
+from .access_log import LoggerAccessLog
 from .cheroot_overrides import (
     HEAD_READY,
     HEAD_WAIT,
@@ -23,6 +24,7 @@ from .cheroot_overrides import (
     worker_count,
 )
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
+from .proxy import ForwardedHeaders
 
 __all__ = ["PoolSizer", "Server", "ServingThread", "build_application", "create_server"]
 
@@ -119,13 +121,16 @@ class Server(wsgi.Server):
       ``max_request_body_size`` bytes of body (413; 0 for none); headers with ``_`` in their name dropped; lines
       read without a Python loop per line (all in ``devserver.cheroot_overrides``);
     - no cap on idle keep-alive connections (``keep_alive_conn_limit``);
-    - the ``Gateway`` of ``devserver.cheroot_overrides``: an access log line per response, ``close()`` always
-      called, ``wsgi.file_wrapper`` sent with ``sendfile``;
+    - the ``Gateway`` of ``devserver.cheroot_overrides``: ``close()`` always called, ``wsgi.file_wrapper`` sent
+      with ``sendfile``, and each response given to ``access_log`` (``devserver.access_log``: the
+      ``django.server`` logger by default; ``None`` for no access log);
     - cheroot's messages sent to the ``devserver.server`` logger;
     - the error that made binding fail kept in ``bind_error`` (cheroot folds it into a message string).
     """
 
     ConnectionClass = Connection
+
+    access_log = LoggerAccessLog()
 
     keep_alive_conn_limit = None
     """cheroot answers ``Connection: close`` past this many idle keep-alive connections (its default: 10, fewer
@@ -218,15 +223,28 @@ class Server(wsgi.Server):
         server_logger.log(level, "%s", msg, exc_info=traceback)
 
 
-def create_server(bind_addr, application, *, ssl_adapter=None, **options):
+def create_server(
+    bind_addr,
+    application,
+    *,
+    ssl_adapter=None,
+    forwarded_allow_ips=OPTIONS_BY_NAME["forwarded_allow_ips"].default,
+    access_log=Server.access_log,
+    **options,
+):
     """The one way a ``Server`` is built, for the command, the live servers for tests and the tests.
 
     ``bind_addr``: ``(host, port)`` (port 0 for a free one) or a unix socket path; ``options``: ``Server`` keyword
     arguments (``numthreads``, ``max``, ``shutdown_timeout``, ...); ``ssl_adapter``: a cheroot TLS adapter or
-    ``None``. Nothing is bound until ``prepare()``.
+    ``None``; ``forwarded_allow_ips``: the peers whose forwarding headers are applied (a
+    ``devserver.proxy.TrustedPeers``; ``None``: the application sees the headers as sent); ``access_log``: where
+    each response is logged (``devserver.access_log``), or ``None``. Nothing is bound until ``prepare()``.
     """
+    if forwarded_allow_ips is not None:
+        application = ForwardedHeaders(application, forwarded_allow_ips)
     server = Server(bind_addr, application, **options)
     server.ssl_adapter = ssl_adapter
+    server.access_log = access_log
     return server
 
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("sleep/", views.sleep),
     path("admin/", admin.site.urls),
     path("test/headers/", views.headers),
+    path("test/client/", views.client),
     path("test/slow-redirect/", views.slow_redirect),
     path("test/file-response/", views.file_response),
     path("test/users/", views.user_count),

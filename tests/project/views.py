@@ -34,6 +34,18 @@ def headers(request):
     return JsonResponse({key: value for key, value in request.META.items() if key.startswith("HTTP_")})
 
 
+def client(request):
+    """Who the request came from, as Django sees it: address, scheme, host, and the forwarding headers left."""
+    return JsonResponse(
+        {
+            "remote_addr": request.META.get("REMOTE_ADDR"),
+            "is_secure": request.is_secure(),
+            "absolute_uri": request.build_absolute_uri("/x/"),
+            "forwarded": sorted(key for key in request.META if "FORWARDED" in key),
+        }
+    )
+
+
 def slow_redirect(request):
     """Sleep ``?seconds=`` then redirect: a response with an empty body."""
     time.sleep(float(request.GET.get("seconds", "0.3")))

@@ -18,6 +18,7 @@ from django.db import connections
 from django.utils import autoreload
 
 from devserver import options as option_table
+from devserver.access_log import FileAccessLog, LoggerAccessLog
 from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.mounts import project_application
 from devserver.server import create_server
@@ -39,7 +40,7 @@ SERVER_OPTIONS = (
     "max_body_size",
     "header_timeout",
 )
-RESOLVED_OPTIONS = (*SERVER_OPTIONS, "port", "host", "use_reloader")
+RESOLVED_OPTIONS = (*SERVER_OPTIONS, "port", "host", "use_reloader", "forwarded_allow_ips", "access_log")
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")
 
 
@@ -93,6 +94,8 @@ class Command(RunserverCommand, Reporter):
             self.values = option_table.resolve(RESOLVED_OPTIONS, options, settings)
         except option_table.OptionError as error:
             raise CommandError(str(error)) from None
+        if options["no_access_log"] and options["access_log"] is not None:
+            raise CommandError("Give either --access-log or --no-access-log, not both.")
         self.server_options = self.server_keywords(self.values, use_threading=options["use_threading"])
         host, port = self.values["host"], self.values["port"]
         if options["host"] is not None or options["port"] is not None:
@@ -151,7 +154,24 @@ class Command(RunserverCommand, Reporter):
         application, self.mounts = project_application(
             serve_static=options["use_static_handler"], insecure=options["insecure_serving"]
         )
-        return create_server((self.addr, int(self.port)), application, **self.server_options)
+        return create_server(
+            (self.addr, int(self.port)),
+            application,
+            forwarded_allow_ips=self.values["forwarded_allow_ips"],
+            access_log=self.make_access_log(),
+            **self.server_options,
+        )
+
+    def make_access_log(self):
+        if self.options["no_access_log"]:
+            return None
+        path = self.values["access_log"]
+        if path is None:
+            return LoggerAccessLog()
+        try:
+            return FileAccessLog(path)
+        except OSError as error:
+            raise CommandError(f"Cannot open the access log {path}: {error.strerror or error}.") from None
 
     # Reporter: what the lifecycle tells the user.
 

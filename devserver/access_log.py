@@ -1,0 +1,98 @@
+"""Where the line logged for each response goes: the ``django.server`` logger (runserver's way, the default), or a
+file (or standard output) in the common log format of nginx and Apache, reopened on request for log rotation.
+
+A line names the client (``REMOTE_ADDR``, after ``devserver.proxy`` has resolved it behind a trusted proxy), the
+request line, the status, the body bytes sent and the time the response took; a response cut off because the client
+left or read too slowly says so, with the length it announced.
+"""
+
+import logging
+import sys
+import threading
+import time
+
+__all__ = ["FileAccessLog", "LoggerAccessLog", "access_logger"]
+
+access_logger = logging.getLogger("django.server")
+"""runserver's logger: LOGGING settings apply, and Django's ``ServerFormatter`` adds the time and colours."""
+
+
+class LoggerAccessLog:
+    """Each response through ``django.server``: 5xx as errors, 4xx and cut-off responses as warnings, the rest as
+    info, with ``status_code`` for Django's ``ServerFormatter`` colours, as runserver logs it:
+    ``127.0.0.1 "GET / HTTP/1.1" 200 1234 2.1 ms``."""
+
+    def log(self, client, request_line, status, size, duration, announced=None, cut_off=False):
+        """``status``: the status code (int); ``size``: body bytes sent; ``duration``: seconds; ``announced``: the
+        Content-Length sent, if any; ``cut_off``: whether the response ended before its end."""
+        level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 or cut_off else logging.INFO
+        if not access_logger.isEnabledFor(level):
+            return
+        message, args = '%s "%s" %s %s %.1f ms', [client or "-", request_line, status, size, duration * 1000]
+        if cut_off:
+            message += " (cut off; %s announced)" if announced is not None else " (cut off)"
+            if announced is not None:
+                args.append(announced)
+        access_logger.log(
+            level,
+            message,
+            *args,
+            extra={"status_code": status, "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
+        )
+
+
+class FileAccessLog:
+    """Each response as a line of ``path`` (``-``: standard output), in the common log format with the duration
+    in seconds after it: ``127.0.0.1 - - [22/Nov/2026:02:30:00 +0000] "GET / HTTP/1.1" 200 1234 0.002104``.
+
+    ``reopen()`` may be called from a signal handler (SIGUSR1): the file is closed and opened again under the same
+    name before the next line, so that a rotated log (``logrotate``'s ``create``) is written anew. Lines are
+    written whole, one ``write`` each, from any thread. ``OSError`` from opening the file is raised at once.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._reopen = False
+        self._second, self._stamp = None, ""
+        self._file = self._open()
+
+    def _open(self):
+        if self.path == "-":
+            return sys.stdout
+        return open(self.path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
+
+    def reopen(self):
+        """Reopen the file before the next line (safe in a signal handler: it only sets a flag)."""
+        self._reopen = True
+
+    def close(self):
+        with self._lock:
+            if self._file is not sys.stdout:
+                self._file.close()
+
+    def _timestamp(self):
+        now = int(time.time())
+        if now != self._second:
+            self._second, self._stamp = now, time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+        return self._stamp
+
+    def log(self, client, request_line, status, size, duration, announced=None, cut_off=False):
+        """As ``LoggerAccessLog.log``."""
+        line = f'{client or "-"} - - [{self._timestamp()}] "{request_line}" {status} {size} {duration:.6f}'
+        if cut_off:
+            line += f" cut-off/{announced}" if announced is not None else " cut-off"
+        with self._lock:
+            if self._reopen:
+                self._reopen = False
+                if self._file is not sys.stdout:
+                    try:
+                        new = self._open()
+                    except OSError as error:  # keep writing where it was
+                        print(f"Cannot reopen the access log: {error}", file=sys.stderr, flush=True)
+                    else:
+                        self._file.close()
+                        self._file = new
+            self._file.write(line + "\n")
+            if self._file is sys.stdout:
+                self._file.flush()

@@ -1,0 +1,89 @@
+"""The access log: through ``django.server`` (the default), to a file reopened on SIGUSR1, or none."""
+
+import re
+import signal
+import time
+
+from devserver.access_log import FileAccessLog
+
+from .http import fetch
+from .process import manage
+
+LINE = re.compile(
+    r'(?P<client>\S+) - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "(?P<request>[^"]*)" (?P<status>\d{3}) '
+    r"(?P<size>\d+) (?P<duration>\d+\.\d{6})(?P<cut> cut-off\S*)?"
+)
+
+
+def wait_for_lines(path, count, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.05)
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_file_log_is_reopened_when_asked(tmp_path):
+    path = tmp_path / "access.log"
+    log = FileAccessLog(str(path))
+    log.log("192.0.2.1", "GET / HTTP/1.1", 200, 12, 0.0021)
+    path.rename(tmp_path / "access.log.1")
+    log.log("192.0.2.1", "GET /still HTTP/1.1", 200, 12, 0.0021)  # into the renamed file, until asked
+    log.reopen()
+    log.log("192.0.2.2", "GET /big HTTP/1.1", 200, 4096, 1.5, announced=100000, cut_off=True)
+    log.close()
+    old = (tmp_path / "access.log.1").read_text().splitlines()
+    assert [LINE.fullmatch(line)["request"] for line in old] == ["GET / HTTP/1.1", "GET /still HTTP/1.1"]
+    (line,) = path.read_text().splitlines()
+    match = LINE.fullmatch(line)
+    assert match.group("client", "status", "size", "duration", "cut") == (
+        "192.0.2.2",
+        "200",
+        "4096",
+        "1.500000",
+        " cut-off/100000",
+    )
+
+
+def test_access_log_to_a_file_and_sigusr1(start_server, tmp_path):
+    path = tmp_path / "access.log"
+    running = start_server("127.0.0.1:0", "--noreload", "--access-log", str(path))
+    fetch(running.url, "/test/headers/", headers={"X-Forwarded-For": "198.51.100.1"})
+    (line,) = wait_for_lines(path, 1)
+    match = LINE.fullmatch(line)
+    assert match.group("client", "request", "status") == ("198.51.100.1", "GET /test/headers/ HTTP/1.1", "200")
+    assert float(match["duration"]) < 5
+    assert "GET /test/headers/" not in running.output  # not through django.server as well
+
+    path.rename(tmp_path / "access.log.1")
+    running.signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while not path.exists() and time.monotonic() < deadline:  # reopened at the next line
+        fetch(running.url, "/missing/")
+        time.sleep(0.05)
+    lines = wait_for_lines(path, 1)
+    assert lines and LINE.fullmatch(lines[0])["status"] == "404"
+    assert len((tmp_path / "access.log.1").read_text().splitlines()) == 1
+    assert running.stop() == 0  # SIGUSR1 did not stop it
+
+
+def test_no_access_log(start_server):
+    running = start_server("127.0.0.1:0", "--noreload", "--no-access-log")
+    assert fetch(running.url, "/test/headers/")[0] == 200
+    assert fetch(running.url, "/missing/")[0] == 404
+    assert running.stop() == 0
+    assert '"GET /test/headers/' not in running.output and '"GET /missing/' not in running.output
+    assert "Not Found: /missing/" in running.output  # Django's own logging goes on
+
+
+def test_access_log_errors_are_one_line(tmp_path):
+    for args, message in [
+        (["--access-log", str(tmp_path / "missing" / "access.log")], "CommandError: Cannot open the access log "),
+        (["--access-log", "-", "--no-access-log"], "CommandError: Give either --access-log or --no-access-log"),
+    ]:
+        result = manage(tmp_path, "runcherrypy", "127.0.0.1:0", "--noreload", "--skip-checks", *args)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+        assert "Traceback" not in result.stderr
