@@ -3,6 +3,8 @@
 Signals, the graceful stop, exit statuses and ``os._exit`` live here, and only here. The command builds the server
 and says things (``Reporter``): the banner, what stopping means, errors.
 
+Under systemd, ``READY=1`` is sent once serving and ``STOPPING=1`` on the first stop signal (``NOTIFY_SOCKET``).
+
 Stopping (both ways of running): the first SIGINT or SIGTERM stops accepting connections, closes idle keep-alive
 connections and lets the requests in flight finish, up to the server's ``shutdown_timeout`` (and ``GRACE`` seconds
 more for cheroot's join); the exit status is then 0. A second signal more than ``REPEAT_SIGNAL_WINDOW`` seconds
@@ -29,6 +31,7 @@ from django.core.management.base import CommandError
 from django.utils import autoreload
 
 from .server import ServingThread
+from .systemd import notify
 
 __all__ = [
     "GRACE",
@@ -220,9 +223,11 @@ class Runner:
             raise
         self.thread = thread
         self.reporter.serving(server)
+        notify("READY=1")
         return thread
 
     def _on_first_stop(self, signum):
+        notify("STOPPING=1")
         self.reporter.stopping(self.server)
         if self._reloader is not None:
             self._reloader.stop()  # the watch loop ends within one tick (1 s for StatReloader)

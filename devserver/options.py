@@ -83,6 +83,19 @@ def port_number(value):
     return number
 
 
+def file_mode(value):
+    """A converter: permission bits, as octal text (``660``, ``0660``, ``0o660``) or an ``int`` (``0o660``)."""
+    if isinstance(value, str) and re.fullmatch(r"(0o?)?[0-7]{1,4}", value.strip()):
+        number = int(value.strip().removeprefix("0o") or "0", 8)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        number = None
+    if number is None or not 0 <= number <= 0o7777:
+        raise ValueError(f"expected permission bits in octal, like 0660, got {value!r}")
+    return number
+
+
 def text(value):
     """A converter: non-empty text."""
     if not isinstance(value, str) or not value.strip():
@@ -195,6 +208,27 @@ OPTIONS = (
         convert=port_number,
         metavar="PORT",
         default_text="8000",
+    ),
+    Option(
+        "unix_socket",
+        "Listen on a unix socket at PATH (for a proxy on the same machine), instead of the TCP address, or as well "
+        "when addrport or --host/--port is given. A file there that is not a socket is refused; the socket is "
+        "removed on exit.",
+        flags=("--unix-socket",),
+        setting="RUNCHERRYPY_UNIX_SOCKET",
+        convert=text,
+        metavar="PATH",
+    ),
+    Option(
+        "socket_mode",
+        "Permissions of the unix socket, in octal, set before it accepts connections.",
+        flags=("--socket-mode",),
+        setting="RUNCHERRYPY_SOCKET_MODE",
+        convert=file_mode,
+        default=0o660,
+        default_text="0660",
+        metavar="MODE",
+        keyword="socket_mode",
     ),
     Option(
         "threads",

@@ -5,8 +5,12 @@ Nothing here reads Django settings: ``devserver.mounts`` builds the application 
 resolves the options, and ``devserver.lifecycle`` runs the server until it is told to stop.
 """
 
+import contextlib
+import errno
 import logging
+import os
 import socket
+import stat
 import threading
 import time
 
@@ -26,7 +30,15 @@ from .cheroot_overrides import (
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
 from .proxy import ForwardedHeaders
 
-__all__ = ["PoolSizer", "Server", "ServingThread", "build_application", "create_server"]
+__all__ = [
+    "PoolSizer",
+    "Server",
+    "ServerGroup",
+    "ServingThread",
+    "UnixSocketError",
+    "build_application",
+    "create_server",
+]
 
 access_logger = logging.getLogger("django.server")
 """One line per request, in runserver's format and through runserver's logger, so LOGGING settings apply.
@@ -151,6 +163,8 @@ class Server(wsgi.Server):
         max_headers=OPTIONS_BY_NAME["max_headers"].default,
         max_request_body_size=OPTIONS_BY_NAME["max_body_size"].default,
         header_timeout=OPTIONS_BY_NAME["header_timeout"].default,
+        socket_mode=None,
+        listening_socket=None,
         **kwargs,
     ):
         if max is None:
@@ -170,17 +184,54 @@ class Server(wsgi.Server):
         self.max_request_body_size = max_request_body_size
         self.header_reader = StrictHeaderReader(max_headers, max_request_header_size)
         self.header_timeout = header_timeout
+        self.socket_mode = socket_mode
+        self.listening_socket = listening_socket
         self.bind_error = None
         self.pool_sizer = None
+        self._socket_file = None  # (path, device, inode) of the unix socket file this server made
 
     def bind(self, family, type, proto=0):
+        if self.listening_socket is not None:
+            return self._take_listening_socket()
         try:
             return super().bind(family, type, proto)
         except OSError as error:
             self.bind_error = error
             raise
 
+    def bind_unix_socket(self, bind_addr):
+        """cheroot's, but a path that exists and is not a unix socket is refused (cheroot unlinks whatever lies
+        there), and so is a socket another server answers on; the file gets ``socket_mode`` (cheroot: 0o777)
+        before ``listen()``, so before any client can connect, and is removed by ``stop()``."""
+        if self.listening_socket is not None:
+            return self._take_listening_socket()
+        try:
+            _check_socket_path(bind_addr)
+            sock = super().bind_unix_socket(bind_addr)
+            if self.socket_mode is not None:
+                os.chmod(bind_addr, self.socket_mode)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            self.bind_error = UnixSocketError(error.errno, f"Cannot listen on the unix socket {bind_addr}: {reason}.")
+            raise self.bind_error from error
+        info = os.stat(bind_addr)
+        self._socket_file = (bind_addr, info.st_dev, info.st_ino)
+        return sock
+
+    def _take_listening_socket(self):
+        sock = self.socket = self.listening_socket
+        self.bind_addr = self.resolve_real_bind_addr(sock)
+        return sock
+
     def prepare(self):
+        """cheroot's, with the listening socket given to the server (``listening_socket``) if any, and never one
+        because ``LISTEN_PID`` is set: cheroot then takes descriptor 3 as an IPv4 socket, whoever the variable was
+        meant for (``devserver.systemd.listen_sockets`` reads and removes it first, when it is for this process)."""
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+        if self.listening_socket is not None:
+            name = self.listening_socket.getsockname()
+            self.bind_addr = name if self.listening_socket.family == socket.AF_UNIX else name[:2]
         super().prepare()
         if self.requests.max > self.requests.min:
             self.pool_sizer = PoolSizer(self.requests)
@@ -191,6 +242,13 @@ class Server(wsgi.Server):
         if self.pool_sizer is not None:
             self.pool_sizer.stop()
         super().stop()
+        if self._socket_file is not None:
+            path, device, inode = self._socket_file
+            self._socket_file = None
+            with contextlib.suppress(OSError):
+                info = os.stat(path)
+                if (info.st_dev, info.st_ino) == (device, inode):  # still ours, not a newer server's
+                    os.unlink(path)
 
     def process_conn(self, conn):
         """Queue ``conn`` for a worker, as cheroot does; but a new connection, or one whose request began and is
@@ -223,6 +281,28 @@ class Server(wsgi.Server):
         server_logger.log(level, "%s", msg, exc_info=traceback)
 
 
+class UnixSocketError(OSError):
+    """A unix socket could not be made; ``strerror`` is one line that names the path and says why."""
+
+
+def _check_socket_path(path):
+    """``OSError`` (with an errno and a message that says why) unless a unix socket can be made at ``path``: nothing
+    there, or a socket file that no server answers on (left by one that was killed)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise FileExistsError(errno.EEXIST, "the path exists and is not a socket (left as it is)")
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(path)
+        except OSError:
+            return  # stale: cheroot removes it
+    raise OSError(errno.EADDRINUSE, "another server is listening on it")
+
+
 def create_server(
     bind_addr,
     application,
@@ -232,20 +312,91 @@ def create_server(
     access_log=Server.access_log,
     **options,
 ):
-    """The one way a ``Server`` is built, for the command, the live servers for tests and the tests.
+    """The one way a server is built, for the command, the live servers for tests and the tests.
 
-    ``bind_addr``: ``(host, port)`` (port 0 for a free one) or a unix socket path; ``options``: ``Server`` keyword
-    arguments (``numthreads``, ``max``, ``shutdown_timeout``, ...); ``ssl_adapter``: a cheroot TLS adapter or
-    ``None``; ``forwarded_allow_ips``: the peers whose forwarding headers are applied (a
-    ``devserver.proxy.TrustedPeers``; ``None``: the application sees the headers as sent); ``access_log``: where
-    each response is logged (``devserver.access_log``), or ``None``. Nothing is bound until ``prepare()``.
+    ``bind_addr``: ``(host, port)`` (port 0 for a free one), a unix socket path, a listening ``socket.socket``
+    (passed by systemd), or a list of these: a ``Server`` for one, a ``ServerGroup`` for a list. ``options``:
+    ``Server`` keyword arguments (``numthreads``, ``max``, ``shutdown_timeout``, ``socket_mode``, ...);
+    ``ssl_adapter``: a cheroot TLS adapter or ``None``; ``forwarded_allow_ips``: the peers whose forwarding headers
+    are applied (a ``devserver.proxy.TrustedPeers``; ``None``: the application sees the headers as sent);
+    ``access_log``: where each response is logged (``devserver.access_log``), or ``None``. Nothing is bound until
+    ``prepare()``.
     """
     if forwarded_allow_ips is not None:
         application = ForwardedHeaders(application, forwarded_allow_ips)
-    server = Server(bind_addr, application, **options)
-    server.ssl_adapter = ssl_adapter
-    server.access_log = access_log
-    return server
+    servers = []
+    for address in bind_addr if isinstance(bind_addr, list) else [bind_addr]:
+        if isinstance(address, socket.socket):
+            server = Server(address.getsockname(), application, listening_socket=address, **options)
+        else:
+            server = Server(address, application, **options)
+        server.ssl_adapter = ssl_adapter
+        server.access_log = access_log
+        servers.append(server)
+    return ServerGroup(servers) if isinstance(bind_addr, list) else servers[0]
+
+
+class ServerGroup:
+    """Several ``Server`` objects run as one, for a server that listens on more than one socket (a unix socket and
+    a TCP address; the sockets systemd passed): ``prepare()``, ``serve()`` and ``stop()`` act on all (``serve()``
+    returns once every one has stopped), each with its own pool of worker threads. ``shutdown_timeout`` and
+    ``access_log`` are the first server's, and setting ``shutdown_timeout`` sets it on all; ``bind_error`` is the
+    first one's error. ``servers``: the list, in order."""
+
+    def __init__(self, servers):
+        self.servers = list(servers)
+
+    def __getattr__(self, name):  # bind_addr, requests, ready, ssl_adapter, ...: the first server's
+        return getattr(self.servers[0], name)
+
+    @property
+    def shutdown_timeout(self):
+        return self.servers[0].shutdown_timeout
+
+    @shutdown_timeout.setter
+    def shutdown_timeout(self, value):
+        for server in self.servers:
+            server.shutdown_timeout = value
+
+    @property
+    def bind_error(self):
+        return next((server.bind_error for server in self.servers if server.bind_error is not None), None)
+
+    def prepare(self):
+        prepared = []
+        try:
+            for server in self.servers:
+                server.prepare()
+                prepared.append(server)
+        except BaseException:
+            for server in prepared:
+                server.stop()
+            raise
+
+    def serve(self):
+        errors = []
+
+        def serve(server):
+            try:
+                server.serve()
+            except BaseException as error:  # noqa: BLE001 - raised again below
+                errors.append(error)
+                self.stop()
+
+        threads = [threading.Thread(target=serve, args=(server,), name="cheroot-serve") for server in self.servers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def stop(self):
+        threads = [threading.Thread(target=server.stop, name="cheroot-stop") for server in self.servers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
 
 class ServingThread(threading.Thread):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BANNER = re.compile(r"Starting cheroot server at (?P<url>https?://\S+/)")
+BANNER = re.compile(r"Starting cheroot server at (?P<urls>\S+(?: and \S+)*) with ")
 SAMPLE = {"DJANGO_SETTINGS_MODULE": "cherrytest.settings"}
 """The environment that runs ``manage.py`` on the sample project (``cherrytest``) instead of the tests' own."""
 
@@ -63,13 +63,15 @@ class Runcherrypy:
         self.wait_for_banner(start_timeout)
 
     def wait_for_banner(self, timeout=30, after=0):
-        """Wait for a "Starting cheroot server at URL" line past the first ``after`` lines; set ``url``/``port``."""
+        """Wait for a "Starting cheroot server at URL [and URL...]" line past the first ``after`` lines; set
+        ``urls`` (``http://...`` and ``unix:PATH``), ``url`` and ``port`` (of the first TCP one; else ``None``)."""
         match = self.wait_for(BANNER, timeout, after=after)
         if match is None:
             self.stop()
             raise RuntimeError("runcherrypy did not start:\n" + self.output)
-        self.url = match["url"]
-        self.port = int(self.url.rsplit(":", 1)[1].rstrip("/"))
+        self.urls = match["urls"].split(" and ")
+        self.url = next((url for url in self.urls if url.startswith("http")), None)
+        self.port = int(self.url.rsplit(":", 1)[1].rstrip("/")) if self.url else None
 
     def _read(self):
         for line in self.process.stdout:

@@ -12,6 +12,8 @@ import pytest
 
 from cherrytest.app.tiles import grid
 
+from .tools import unavailable
+
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # No sandbox as root; no background traffic to Google's hosts, which this network refuses.
 CHROMIUM_ARGS = [
@@ -23,12 +25,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def unavailable(what):
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing, and CI must run the browser tests (.ci/run installs it)")
-    pytest.skip(f"{what} is not installed")
 
 
 @pytest.fixture

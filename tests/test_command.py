@@ -63,6 +63,7 @@ LIMITS = {
     "max_headers": 100,
     "max_request_body_size": 1024**3,
     "header_timeout": 10,
+    "socket_mode": 0o660,
 }
 
 

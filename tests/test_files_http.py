@@ -17,6 +17,7 @@ from devserver.media import MediaHandler
 
 from .http import fetch
 from .process import ROOT
+from .tools import require
 from .wsgi import serving
 
 BIG = 8 * 1024 * 1024 + 123
@@ -190,10 +191,7 @@ def test_curl_compressed_gets_the_sibling(server):
 
 @pytest.fixture
 def tls_file_server(files, tmp_path):
-    if shutil.which("openssl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("openssl is needed to make the test certificate")
-        pytest.skip("openssl is not installed")
+    require("openssl", "openssl")
     from cheroot.ssl.builtin import BuiltinSSLAdapter
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

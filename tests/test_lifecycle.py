@@ -113,7 +113,7 @@ def test_the_command_runs_from_a_thread_other_than_the_main_one(db):
     while not (match := BANNER.search(output.getvalue())) and time.monotonic() < deadline and not errors:
         time.sleep(0.02)
     assert match, (errors, output.getvalue())
-    assert fetch(match["url"] + "sleep/?seconds=0")[0] == 200
+    assert fetch(match["urls"] + "sleep/?seconds=0")[0] == 200
     command.runner.stop()
     thread.join(10)
     assert not thread.is_alive() and errors == []

@@ -6,6 +6,7 @@ running it, reloading and stopping are ``devserver.lifecycle``.
 """
 
 import errno
+import os
 import re
 import socket
 import sys
@@ -21,7 +22,8 @@ from devserver import options as option_table
 from devserver.access_log import FileAccessLog, LoggerAccessLog
 from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.mounts import project_application
-from devserver.server import create_server
+from devserver.server import UnixSocketError, create_server
+from devserver.systemd import ActivationError, listen_sockets
 
 # runserver's wording for the usual bind failures.
 BIND_ERRORS = {
@@ -39,8 +41,17 @@ SERVER_OPTIONS = (
     "max_headers",
     "max_body_size",
     "header_timeout",
+    "socket_mode",
 )
-RESOLVED_OPTIONS = (*SERVER_OPTIONS, "port", "host", "use_reloader", "forwarded_allow_ips", "access_log")
+RESOLVED_OPTIONS = (
+    *SERVER_OPTIONS,
+    "port",
+    "host",
+    "use_reloader",
+    "forwarded_allow_ips",
+    "access_log",
+    "unix_socket",
+)
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")
 
 
@@ -97,6 +108,17 @@ class Command(RunserverCommand, Reporter):
         if options["no_access_log"] and options["access_log"] is not None:
             raise CommandError("Give either --access-log or --no-access-log, not both.")
         self.server_options = self.server_keywords(self.values, use_threading=options["use_threading"])
+        try:
+            self.passed_sockets = listen_sockets()
+        except ActivationError as error:
+            raise CommandError(str(error)) from None
+        given_address = options["addrport"] or options["host"] is not None or options["port"] is not None
+        if self.passed_sockets and (given_address or self.values["unix_socket"]):
+            raise CommandError("systemd passed the sockets to listen on (LISTEN_FDS): give no address as well.")
+        if self.passed_sockets and self.values["use_reloader"]:
+            raise CommandError("systemd's sockets (LISTEN_FDS) cannot go to the reloader's children: use --noreload.")
+        # Without an address, a unix socket (or systemd's sockets) replaces the default TCP one.
+        self.serve_tcp = not (self.passed_sockets or self.values["unix_socket"]) or bool(given_address)
         host, port = self.values["host"], self.values["port"]
         if options["host"] is not None or options["port"] is not None:
             if options["addrport"]:
@@ -154,8 +176,13 @@ class Command(RunserverCommand, Reporter):
         application, self.mounts = project_application(
             serve_static=options["use_static_handler"], insecure=options["insecure_serving"]
         )
+        addresses = list(self.passed_sockets)
+        if self.serve_tcp:
+            addresses.append((self.addr, int(self.port)))
+        if self.values["unix_socket"]:
+            addresses.append(self.values["unix_socket"])
         return create_server(
-            (self.addr, int(self.port)),
+            addresses if len(addresses) > 1 else addresses[0],
             application,
             forwarded_allow_ips=self.values["forwarded_allow_ips"],
             access_log=self.make_access_log(),
@@ -177,6 +204,8 @@ class Command(RunserverCommand, Reporter):
 
     def bind_failed(self, server, error):
         cause = server.bind_error or error
+        if isinstance(cause, UnixSocketError):
+            raise CommandError(cause.strerror) from None
         if isinstance(cause, socket.gaierror):
             message = f"Cannot resolve that host name: {cause.strerror}."
         else:
@@ -217,14 +246,29 @@ class Command(RunserverCommand, Reporter):
             return f"[{self.addr}]"
         return "0.0.0.0" if self.addr == "0" else self.addr
 
+    def listening_urls(self, server):
+        """Where ``server`` (a ``Server`` or a ``ServerGroup``) listens: ``http://host:port/`` for TCP, with the
+        address as given (runserver's way), ``unix:PATH`` for a unix socket."""
+        urls = []
+        for each in getattr(server, "servers", [server]):
+            address = each.bind_addr
+            if isinstance(address, str | bytes):
+                urls.append(f"unix:{os.fsdecode(address)}")
+            elif each.listening_socket is None:
+                urls.append(f"{self.protocol}://{self.display_addr()}:{address[1]}/")
+            else:  # passed by systemd
+                host = f"[{address[0]}]" if ":" in address[0] else address[0]
+                urls.append(f"{self.protocol}://{host}:{address[1]}/")
+        return urls
+
     def on_bind(self, server_port, server=None):
         quit_command = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
         now = datetime.now().strftime("%B %d, %Y - %X")
         lines = [
             now,
             f"Django version {self.get_version()}, using settings {settings.SETTINGS_MODULE!r}",
-            f"Starting cheroot server at {self.protocol}://{self.display_addr()}:{server_port}/ "
-            f"with {threads_range(server.requests)}",
+            f"Starting cheroot server at {' and '.join(self.listening_urls(server))} "
+            f"with {threads_range(server.requests)}{' each' if hasattr(server, 'servers') else ''}",
         ]
         for mount in self.mounts:
             where = mount.url if mount.prefix is not None else mount.setting
