@@ -48,6 +48,9 @@ and its 304, with one piece at a time swapped for cheroot's own. A copy of chero
   held a worker per connection). The body goes to a ``BodyBuffer`` (``ChunkedDecoder`` for a chunked one), the
   head into ``LineReader``'s buffer fields, and ``conn.last_used`` is set so that cheroot's expiry of idle
   connections enforces the deadlines.
+- ``TLSAdapter``: cheroot's ``BuiltinSSLAdapter`` with ``wrap`` replaced: cheroot makes the TLS handshake on the
+  thread that accepts connections, blocking, so one client that sends no ClientHello stalled every new connection
+  (cheroot issue 748); the handshake is made by ``read_head`` instead, without blocking.
 - ``worker_count`` and ``grow``: the live workers of a ``ThreadPool`` from its private ``_threads`` list (cheroot has
   no public count), and ``grow`` after its private ``_clear_dead_threads()``: cheroot keeps exited workers in that
   list until the next ``shrink()`` and counts them against ``max``, so a pool that had shrunk could not grow again
@@ -56,9 +59,11 @@ and its 304, with one piece at a time swapped for cheroot's own. A copy of chero
 
 import contextlib
 import io
+import logging
 import os
 import re
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -67,6 +72,7 @@ from cheroot import errors as cheroot_errors
 from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.makefile import MakeFile, StreamReader
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 from django.utils.http import http_date
 
 from .media import FileIterator
@@ -78,6 +84,7 @@ __all__ = [
     "body_framing",
     "Connection",
     "StrictHeaderReader",
+    "TLSAdapter",
     "read_chunked_body",
     "Gateway",
     "LineReader",
@@ -763,6 +770,61 @@ def _make_file(sock, mode="r", bufsize=io.DEFAULT_BUFFER_SIZE):
     return MakeFile(sock, mode, bufsize)
 
 
+class TLSAdapter(BuiltinSSLAdapter):
+    """cheroot's builtin TLS adapter with the handshake out of the accept loop, TLS 1.2 or newer, ALPN
+    ``http/1.1``, and the certificate loaded again on ``reload()`` (SIGHUP).
+
+    ``wrap()`` replaces cheroot's, which makes the handshake on the thread that accepts connections, blocking:
+    one client that connects and sends no ClientHello stalls every new connection for ``timeout`` seconds
+    (cheroot issue 748). Here it only wraps the socket (``do_handshake_on_connect=False``); ``read_head`` makes
+    the handshake without blocking on the selector's thread, with the request head's deadline, and sets the
+    connection's TLS environ (cheroot's ``get_environ``) once it is done. ``makefile`` gives ``LineReader`` as
+    for plain connections.
+
+    ``certificate``: a PEM file with the certificate and its chain; ``private_key``: a PEM file. Raises what
+    ``ssl.SSLContext.load_cert_chain`` raises (``OSError`` for a missing or unreadable file, ``ssl.SSLError``
+    for a key that does not match).
+    """
+
+    def __init__(self, certificate, private_key):
+        super().__init__(certificate, private_key)
+        self._configure(self.context)
+        self._reload = False
+
+    @staticmethod
+    def _configure(context):
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_alpn_protocols(["http/1.1"])
+
+    def reload(self):
+        """Load the certificate and key again before the next connection (safe in a signal handler: it sets a
+        flag). Connections already made keep theirs; a file that does not load leaves the current ones in use."""
+        self._reload = True
+
+    def _load(self):
+        self._reload = False
+        context = ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.certificate, self.private_key)
+        except (OSError, ssl.SSLError) as error:
+            tls_logger.error("The certificate was not reloaded (the one loaded before stays in use): %s", error)
+            return
+        self._configure(context)
+        self.context = context
+        tls_logger.info("Certificate reloaded from %s.", self.certificate)
+
+    def wrap(self, sock):
+        if self._reload:
+            self._load()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), {}
+
+    def makefile(self, sock, mode="r", bufsize=io.DEFAULT_BUFFER_SIZE):
+        return _make_file(sock, mode, bufsize)
+
+
+tls_logger = logging.getLogger("devserver.server")
+
+
 _REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\n"
     b"Request Timeout\n"
@@ -781,8 +843,10 @@ class Connection(cheroot_server.HTTPConnection):
         super().__init__(server, sock, _make_file if makefile is MakeFile else makefile)
         self.head_bytes = b""
         self.body = None
-        # A new connection's first head is read on the selector's thread (Server.process_conn): a flood of silent
-        # or slow connections wakes no worker.
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.handshake_pending = self.tls and sock.version() is None  # TLSAdapter: not made yet
+        # A new connection's handshake and first head are read on the selector's thread (Server.process_conn): a
+        # flood of silent or slow connections wakes no worker.
         self.read_deadline = time.time() + server.header_timeout
 
     def communicate(self):
@@ -807,8 +871,7 @@ class Connection(cheroot_server.HTTPConnection):
         if self.head_bytes or self.body is not None:
             # Part of a request came, the rest not in time (the selector expired it): say so (RFC 9110 §15.5.9),
             # without waiting on a client that may not read.
-            with contextlib.suppress(OSError):
-                os.write(self.socket.fileno(), _REQUEST_TIMEOUT)  # non-blocking: see read_head
+            _send_now(self, _REQUEST_TIMEOUT)
             self.head_bytes = b""
             self.discard_body()
         super().close()
@@ -937,12 +1000,27 @@ def read_head(server, conn):
     accepted), and each read of a body must bring bytes within ``server.timeout`` seconds of the last (nginx's
     ``client_body_timeout``): ``conn.read_deadline`` holds the time, ``Server.put_conn`` sets ``conn.last_used``
     so that cheroot's own expiry of idle connections then closes it, and ``Connection.close`` answers 408 when
-    part of a request came. Connections over TLS, or where ``LineReader`` cannot be used, are parsed at once, as
-    in cheroot.
+    part of a request came. Over TLS (``TLSAdapter``) the handshake is made here first, in the same way and
+    within the same deadline, and reads go through the ``SSLSocket`` made non-blocking for the call. Connections
+    from another TLS adapter, or where ``LineReader`` cannot be used, are parsed at once, as in cheroot.
     """
-    rfile = conn.rfile
-    if server.ssl_adapter is not None or type(rfile) is not LineReader:
+    if type(conn.rfile) is not LineReader:
         return HEAD_READY
+    if not conn.tls:
+        return _read_request(server, conn)
+    conn.socket.settimeout(0.0)  # SSLSocket.recv waits out the socket's timeout when a record is not whole
+    try:
+        if conn.handshake_pending:
+            state = _handshake(server, conn)
+            if state is not None:
+                return state
+        return _read_request(server, conn)
+    finally:
+        conn.socket.settimeout(server.timeout)
+
+
+def _read_request(server, conn):
+    rfile = conn.rfile
     body = conn.body
     if body is not None and body.done:
         return HEAD_READY  # received on the selector's thread; a worker now calls this again
@@ -966,11 +1044,10 @@ def read_head(server, conn):
         if rest is not None:
             return _ready(conn, rfile, body.head + rest)
         if expect_continue and not pending[end:]:
-            with contextlib.suppress(OSError):  # a small write to a socket that has room: it does not block
-                os.write(conn.socket.fileno(), b"HTTP/1.1 100 Continue\r\n\r\n")
+            _send_now(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
     try:
         for _ in range(READ_AT_ONCE):
-            data = os.read(conn.socket.fileno(), 65536)
+            data = _read(conn)
             if not data:  # the client stopped sending, and may still read: answer 400
                 body.error, body.done = ("400 Bad Request", "The request body ended early."), True
                 return _ready(conn, rfile, body.head)
@@ -996,7 +1073,7 @@ def _receive(conn, pending, server):
     most = server.max_request_line + server.max_request_header_size + 4  # past this, the parser answers 414 or 431
     try:
         for _ in range(READ_AT_ONCE):
-            data = os.read(conn.socket.fileno(), 65536)
+            data = _read(conn)
             if not data:
                 conn.head_bytes = b""
                 return HEAD_CLOSED
@@ -1017,6 +1094,55 @@ def _receive(conn, pending, server):
     if conn.read_deadline is None:
         conn.read_deadline = time.time() + server.header_timeout
     return HEAD_WAIT
+
+
+def _read(conn):
+    """Up to 64 KiB of what has arrived on ``conn``, without blocking: ``b""`` once the client has closed;
+    ``BlockingIOError`` when nothing is there (over TLS: no whole record)."""
+    if conn.tls:
+        try:
+            return conn.socket.recv(65536)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError from None
+    return os.read(conn.socket.fileno(), 65536)
+
+
+def _send_now(conn, data):
+    """Send a few bytes (``100 Continue``, a 408) without blocking, over TLS too, or give up: a socket whose send
+    buffer is full belongs to a client that does not read."""
+    with contextlib.suppress(OSError):  # ssl.SSLError is one
+        if conn.tls:
+            conn.socket.settimeout(0.0)
+            conn.socket.send(data)
+        else:
+            os.write(conn.socket.fileno(), data)
+
+
+_PLAIN_HTTP_TO_TLS = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 46\r\nConnection: close\r\n\r\n"
+    b"This port speaks HTTPS: use an https:// URL.\r\n"
+)
+
+
+def _handshake(server, conn):
+    """The TLS handshake, as far as the bytes that have come allow, without blocking (``TLSAdapter`` leaves it
+    here): ``None`` once done (``conn.ssl_env`` is then set), ``HEAD_WAIT`` for more, ``HEAD_CLOSED`` when it
+    failed; plain HTTP sent to the port gets a plain 400 first, as cheroot answers it."""
+    sock = conn.socket
+    try:
+        sock.do_handshake()
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return HEAD_WAIT
+    except ssl.SSLError as error:
+        if "http request" in str(error).lower():
+            with contextlib.suppress(OSError):
+                os.write(sock.fileno(), _PLAIN_HTTP_TO_TLS)
+        return HEAD_CLOSED
+    except OSError:
+        return HEAD_CLOSED
+    conn.handshake_pending = False
+    conn.ssl_env = server.ssl_adapter.get_environ(sock)
+    return None
 
 
 def _ready(conn, rfile, data):

@@ -238,16 +238,22 @@ class Runner:
             _exit_now(exit_status)
 
     def _other_signals(self):
-        """SIGUSR1 reopens a file access log (``devserver.access_log.FileAccessLog``), for log rotation."""
+        """SIGUSR1 reopens a file access log (``devserver.access_log.FileAccessLog``), for log rotation; SIGHUP
+        loads the TLS certificate again (``devserver.cheroot_overrides.TLSAdapter``), for renewals."""
         if not hasattr(signal, "SIGUSR1"):
             return {}
-        return {signal.SIGUSR1: self._reopen_logs}
+        return {signal.SIGUSR1: self._call("access_log", "reopen"), signal.SIGHUP: self._call("ssl_adapter", "reload")}
 
-    def _reopen_logs(self, signum, frame=None):
-        server = self.server
-        reopen = getattr(getattr(server, "access_log", None), "reopen", None)
-        if reopen is not None:
-            reopen()
+    def _call(self, part, method):
+        """A signal handler that calls ``method`` of the serving server's ``part``, if it has one; it only sets a
+        flag there, so it is safe whatever the thread it interrupts is doing."""
+
+        def handler(signum, frame=None):
+            call = getattr(getattr(self.server, part, None), method, None)
+            if call is not None:
+                call()
+
+        return handler
 
     def _foreground(self):
         with self.stop_request.catching_signals(self._other_signals()):
@@ -346,7 +352,7 @@ def restart_with_reloader():
     the child's last exit status.
 
     SIGINT and SIGTERM are passed on to the child, which stops gracefully; no child is started after one. SIGUSR1
-    is passed on too (the child reopens its access log).
+    and SIGHUP are passed on too (the child reopens its access log, loads its certificate again).
     """
     environ = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true"}
     arguments = autoreload.get_child_arguments()
@@ -361,7 +367,8 @@ def restart_with_reloader():
         state["stopping"] = True
         pass_on(signum, frame)
 
-    with _SignalHandlers(forward, {signal.SIGUSR1: pass_on} if hasattr(signal, "SIGUSR1") else None):
+    passed = {signal.SIGUSR1: pass_on, signal.SIGHUP: pass_on} if hasattr(signal, "SIGUSR1") else None
+    with _SignalHandlers(forward, passed):
         while not state["stopping"]:
             state["child"] = subprocess.Popen(arguments, env=environ, close_fds=False)
             status = state["child"].wait()

@@ -231,6 +231,31 @@ OPTIONS = (
         keyword="socket_mode",
     ),
     Option(
+        "certificate",
+        "Serve HTTPS (TLS 1.2 or newer) with the certificate in FILE (PEM, followed by its chain); SIGHUP loads it "
+        "again, for renewals. Needs --private-key.",
+        flags=("--certificate",),
+        setting="RUNCHERRYPY_CERTIFICATE",
+        convert=text,
+        metavar="FILE",
+    ),
+    Option(
+        "private_key",
+        "The certificate's private key (PEM).",
+        flags=("--private-key",),
+        setting="RUNCHERRYPY_PRIVATE_KEY",
+        convert=text,
+        metavar="FILE",
+    ),
+    Option(
+        "self_signed",
+        "Serve HTTPS with a throwaway certificate for localhost, the loopback addresses, the address served and "
+        "ALLOWED_HOSTS, made at start-up (needs `trustme`); the banner names its authority's file, for `curl "
+        "--cacert` or a browser.",
+        flags=("--self-signed",),
+        default=False,
+    ),
+    Option(
         "threads",
         "Worker threads kept ready.",
         flags=("--threads",),
@@ -323,8 +348,9 @@ OPTIONS = (
     Option(
         "forwarded_allow_ips",
         "Peers trusted as proxies, separated by commas: addresses, networks (`10.0.0.0/8`) or `*`. From them "
-        "(and from every peer on a unix socket) `Forwarded` and `X-Forwarded-For`/`-Proto`/`-Host`/`-Port` set the "
-        "client's address, the scheme (`request.is_secure()`) and the host; from anyone else they are removed.",
+        "(and from every peer on a unix socket) `X-Forwarded-For`/`-Proto`/`-Host`/`-Port`, or else `Forwarded`, "
+        "set the client's address, the scheme (`request.is_secure()`) and the host; from anyone else they are "
+        "removed.",
         flags=("--forwarded-allow-ips",),
         setting="RUNCHERRYPY_FORWARDED_ALLOW_IPS",
         convert=trusted_peers,

@@ -117,14 +117,19 @@ class ForwardedHeaders:
 
     From a trusted peer, and from any peer on a unix socket (``REMOTE_ADDR`` empty):
 
-    - the client's address, from ``Forwarded``'s ``for=`` (RFC 7239) or else ``X-Forwarded-For``, read from the
-      right: the nearest address that is not itself trusted, or the farthest one if all are, becomes
-      ``REMOTE_ADDR`` (and ``REMOTE_PORT`` is emptied), when it is an address;
-    - the scheme, from the same ``Forwarded`` element's ``proto=`` or else the last ``X-Forwarded-Proto``:
-      ``wsgi.url_scheme`` (``http`` or ``https`` only), and ``HTTPS`` ``on``/``off``;
-    - the host, from ``host=`` or else the last ``X-Forwarded-Host``: ``HTTP_HOST``; the last ``X-Forwarded-Port``:
-      ``SERVER_PORT``. A proxy must set these itself (nginx passes a client's own on unless told otherwise);
-      Django's ALLOWED_HOSTS still applies to the host.
+    - the client's address, from ``X-Forwarded-For``, read from the right: the nearest address that is not itself
+      trusted, or the farthest one if all are, becomes ``REMOTE_ADDR`` (and ``REMOTE_PORT`` is emptied), when it
+      is an address;
+    - the scheme, from the last ``X-Forwarded-Proto``: ``wsgi.url_scheme`` (``http`` or ``https`` only), and
+      ``HTTPS`` ``on``/``off``;
+    - the host, from the last ``X-Forwarded-Host``: ``HTTP_HOST``; the last ``X-Forwarded-Port``: ``SERVER_PORT``;
+    - when none of the ``X-Forwarded-*`` headers came, RFC 7239 ``Forwarded`` instead: ``for=`` read from the
+      right in the same way, and ``proto=`` and ``host=`` of the element it stopped at. The ``X-Forwarded-*``
+      headers come first because they are what nginx, Apache, Caddy and most balancers set, and they pass a
+      client's own ``Forwarded`` on untouched.
+
+    A proxy must set these headers itself rather than pass a client's on; Django's ALLOWED_HOSTS still applies
+    to the host.
 
     From any other peer the five headers are removed (``FORWARDED_KEYS``), so that neither this middleware nor
     Django's own ``SECURE_PROXY_SSL_HEADER`` or ``USE_X_FORWARDED_HOST`` takes them from a client.
@@ -145,7 +150,10 @@ class ForwardedHeaders:
 
     def apply(self, environ):
         """Set the environ from the forwarding headers of a trusted peer."""
-        elements = parse_forwarded(environ["HTTP_FORWARDED"]) if "HTTP_FORWARDED" in environ else None
+        x_forwarded = any(key in environ for key in FORWARDED_KEYS[1:])
+        elements = None
+        if not x_forwarded and "HTTP_FORWARDED" in environ:
+            elements = parse_forwarded(environ["HTTP_FORWARDED"])
         if elements is not None:
             index = self._client_index([element.get("for", "") for element in elements])
             element = elements[index] if index is not None else {}

@@ -1,5 +1,5 @@
 """pytest plugin (entry point ``pytest11``): the ``cherrypy_live_server`` fixture, pytest-django's
-``live_server`` on cheroot.
+``live_server`` on cheroot, and ``cherrypy_live_server_https``.
 
 Loaded automatically once ``django-runcherrypy`` is installed; it needs pytest-django.
 """
@@ -7,6 +7,20 @@ Loaded automatically once ``django-runcherrypy`` is installed; it needs pytest-d
 import os
 
 import pytest
+
+LIVE_SERVERS = ("cherrypy_live_server", "cherrypy_live_server_https")
+
+
+def _live_server(request, **kwargs):
+    from devserver.testing import LiveServer
+
+    address = (
+        request.config.getoption("liveserver", None) or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    )
+    host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "0")
+    if kwargs.get("https"):
+        port = "0"  # beside the plain one
+    return LiveServer(host, int(port or 0), **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -18,13 +32,17 @@ def cherrypy_live_server(request):
     for ``live_server``; default ``localhost`` on a free port. A test that uses it gets transactional database
     access (``pytest_collection_modifyitems``), since the server's threads do not see the test's transaction.
     """
-    from devserver.testing import LiveServer
+    server = _live_server(request)
+    yield server
+    server.stop()
 
-    address = (
-        request.config.getoption("liveserver", None) or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
-    )
-    host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "0")
-    server = LiveServer(host, int(port or 0))
+
+@pytest.fixture(scope="session")
+def cherrypy_live_server_https(request):
+    """``cherrypy_live_server`` over HTTPS, with a throwaway certificate (needs ``trustme``), on a free port of
+    the same host: for secure cookies, service workers, WebAuthn. ``.authority`` is the file of the certificate
+    authority to trust (``ssl.create_default_context(cafile=...)``; a browser may ignore HTTPS errors instead)."""
+    server = _live_server(request, https=True)
     yield server
     server.stop()
 
@@ -40,18 +58,17 @@ def pytest_collection_modifyitems(items):
     """
     for item in items:
         names = getattr(item, "fixturenames", None)
-        if names is not None and "cherrypy_live_server" in names and "transactional_db" not in names:
+        if names is not None and any(name in names for name in LIVE_SERVERS) and "transactional_db" not in names:
             names.insert(0, "transactional_db")  # first: the database is set up before the test's other fixtures
 
 
 @pytest.fixture(autouse=True)
 def _cherrypy_live_server_helper(request):
-    """For a test that uses ``cherrypy_live_server``: the server's host in ALLOWED_HOSTS, for that test only (as
-    pytest-django's ``_live_server_helper`` does for ``live_server``)."""
-    if "cherrypy_live_server" not in request.fixturenames:
-        yield
-        return
-    server = request.getfixturevalue("cherrypy_live_server")
-    server.modified_settings.enable()
+    """For a test that uses a live server of this plugin: the server's host in ALLOWED_HOSTS, for that test only
+    (as pytest-django's ``_live_server_helper`` does for ``live_server``)."""
+    servers = [request.getfixturevalue(name) for name in LIVE_SERVERS if name in request.fixturenames]
+    for server in servers:
+        server.modified_settings.enable()
     yield
-    server.modified_settings.disable()
+    for server in reversed(servers):
+        server.modified_settings.disable()

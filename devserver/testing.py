@@ -14,6 +14,7 @@ from django.test.utils import modify_settings
 
 from .mounts import project_application
 from .server import ServingThread, create_server
+from .tls import load_adapter, self_signed
 
 __all__ = [
     "CherootLiveServerThread",
@@ -49,20 +50,22 @@ class CherootLiveServerThread(ServingThread):
 
     ``insecure_static``: serve static files through the staticfiles finders (as under DEBUG) rather than from
     STATIC_ROOT. ``server_options``: keyword arguments for ``devserver.server.create_server`` (``numthreads``,
-    ``max``, ``shutdown_timeout``, ...). The ``static_handler`` argument of Django's thread is accepted and not
-    used. ``connections_override`` (alias → connection) is used by every worker thread.
+    ``max``, ``shutdown_timeout``, ...). ``ssl_adapter``: serve HTTPS with it (``devserver.tls.load_adapter``).
+    The ``static_handler`` argument of Django's thread is accepted and not used. ``connections_override`` (alias
+    → connection) is used by every worker thread.
     """
 
     insecure_static = False
     server_options = {"shutdown_timeout": 1}
 
-    def __init__(self, host, static_handler=None, connections_override=None, port=0):
+    def __init__(self, host, static_handler=None, connections_override=None, port=0, *, ssl_adapter=None):
         self.host = host
         self.connections_override = connections_override or {}
         application, self.mounts = project_application(serve_static=True, insecure=self.insecure_static)
         if self.connections_override:
             application = _with_connections(application, self.connections_override)
-        super().__init__(create_server((host, port), application, **self.server_options), name="cheroot-live-server")
+        server = create_server((host, port), application, ssl_adapter=ssl_adapter, **self.server_options)
+        super().__init__(server, name="cheroot-live-server")
 
     @property
     def port(self):
@@ -98,15 +101,24 @@ class LiveServer:
     ``host``: the address to bind (default ``localhost``); ``port``: 0 for a free one; ``static_files``:
     ``"finders"`` (default: the staticfiles finders when ``django.contrib.staticfiles`` is installed, as
     pytest-django's ``live_server`` does) or ``"root"`` (STATIC_ROOT). ``startup_seconds``: how long it took to be
-    ready. Raises what the server thread raised (a port in use, say).
+    ready. ``https``: serve HTTPS with a throwaway certificate for ``host``, ``localhost`` and the loopback
+    addresses (needs ``trustme``), for pages that need a secure origin; ``authority`` is then the file of the
+    certificate authority a client must trust (``None`` otherwise). Raises what the server thread raised (a port
+    in use, say).
     """
 
-    def __init__(self, host="localhost", port=0, *, static_files=None):
+    def __init__(self, host="localhost", port=0, *, static_files=None, https=False):
         if static_files is None:
             static_files = "finders" if "django.contrib.staticfiles" in settings.INSTALLED_APPS else "root"
         thread_class = StaticCherootLiveServerThread if static_files == "finders" else CherootLiveServerThread
         started = time.monotonic()
-        self.thread = thread_class(host, None, connections_override=sqlite_memory_connections(), port=port)
+        self.authority, ssl_adapter = None, None
+        if https:
+            made = self_signed([host, "localhost", "127.0.0.1", "::1"])
+            self.authority, ssl_adapter = made.authority, load_adapter(made.certificate, made.private_key)
+        self.thread = thread_class(
+            host, None, connections_override=sqlite_memory_connections(), port=port, ssl_adapter=ssl_adapter
+        )
         self.modified_settings = modify_settings(ALLOWED_HOSTS={"append": host})
         for conn in self.thread.connections_override.values():
             conn.inc_thread_sharing()
@@ -120,7 +132,8 @@ class LiveServer:
     @property
     def url(self):
         host = self.thread.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.thread.port}"
+        scheme = "https" if self.authority else "http"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.thread.port}"
 
     @property
     def server(self):

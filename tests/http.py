@@ -18,15 +18,17 @@ def address(target):
     return parts.hostname, parts.port
 
 
-def fetch(target, path=None, method="GET", headers=None, body=None, timeout=15, connection=None):
+def fetch(target, path=None, method="GET", headers=None, body=None, timeout=15, connection=None, tls=None):
     """One request, on its own connection unless ``connection`` (an ``http.client.HTTPConnection`` kept alive) is
     given; returns ``(status, headers, body)``. ``target``: see ``address``; ``path`` defaults to a URL target's
-    own path and query, else ``/``."""
+    own path and query, else ``/``; ``tls``: an ``ssl.SSLContext`` for HTTPS."""
     if path is None:
         parts = urlsplit(target) if isinstance(target, str) else None
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "") if parts else "/"
     own = connection is None
-    if own:
+    if own and tls is not None:
+        connection = http.client.HTTPSConnection(*address(target), timeout=timeout, context=tls)
+    elif own:
         connection = http.client.HTTPConnection(*address(target), timeout=timeout)
     try:
         connection.request(method, path, body=body, headers=headers or {})

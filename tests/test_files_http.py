@@ -17,7 +17,6 @@ from devserver.media import MediaHandler
 
 from .http import fetch
 from .process import ROOT
-from .tools import require
 from .wsgi import serving
 
 BIG = 8 * 1024 * 1024 + 123
@@ -190,33 +189,15 @@ def test_curl_compressed_gets_the_sibling(server):
 
 
 @pytest.fixture
-def tls_file_server(files, tmp_path):
-    require("openssl", "openssl")
-    from cheroot.ssl.builtin import BuiltinSSLAdapter
+def tls_file_server(files):
+    import trustme
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    with serving(MediaHandler(files), ssl_adapter=BuiltinSSLAdapter(str(cert), str(key))) as server:
+    from devserver.cheroot_overrides import TLSAdapter
+
+    issued = trustme.CA().issue_cert("127.0.0.1")
+    with issued.cert_chain_pems[0].tempfile() as cert, issued.private_key_pem.tempfile() as key:
+        adapter = TLSAdapter(cert, key)
+    with serving(MediaHandler(files), ssl_adapter=adapter) as server:
         yield server
 
 

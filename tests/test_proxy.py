@@ -80,11 +80,10 @@ def test_rfc_7239_forwarded():
     environ = seen({"HTTP_FORWARDED": 'for=198.51.100.1, for="[2001:db8::1]:4711";proto=https;host=example.com'})
     assert environ["REMOTE_ADDR"] == "2001:db8::1"
     assert environ["wsgi.url_scheme"] == "https" and environ["HTTP_HOST"] == "example.com"
-    # Forwarded is read before X-Forwarded-For; one that does not parse is ignored.
-    both = {"HTTP_FORWARDED": "for=192.0.2.60", "HTTP_X_FORWARDED_FOR": "198.51.100.1"}
-    assert seen(both)["REMOTE_ADDR"] == "192.0.2.60"
-    broken = {"HTTP_FORWARDED": "for=", "HTTP_X_FORWARDED_FOR": "198.51.100.1"}
-    assert seen(broken)["REMOTE_ADDR"] == "198.51.100.1"
+    # X-Forwarded-* come first: nginx sets them and passes a client's own Forwarded on untouched.
+    both = {"HTTP_FORWARDED": "for=192.0.2.60;proto=https", "HTTP_X_FORWARDED_FOR": "198.51.100.1"}
+    assert seen(both)["REMOTE_ADDR"] == "198.51.100.1" and seen(both)["wsgi.url_scheme"] == "http"
+    assert seen({"HTTP_FORWARDED": "for=", "HTTP_X_FORWARDED_PROTO": "https"})["REMOTE_ADDR"] == "127.0.0.1"
     assert seen({"HTTP_FORWARDED": "for=unknown"})["REMOTE_ADDR"] == "127.0.0.1"
 
 

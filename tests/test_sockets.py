@@ -176,3 +176,20 @@ def test_socket_option_errors_are_one_line(tmp_path, args, env, message):
         result = manage(tmp_path, "runcherrypy", "--noreload", "--skip-checks", *args, **env)
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"CommandError: {message}"), result.stderr
+
+
+def test_the_systemd_units_of_deploy_are_valid(tmp_path):
+    """``deploy/systemd``'s units, with their example paths replaced, pass ``systemd-analyze verify``; how they run
+    is what the socket-activation and notification tests above check."""
+    analyze = require("systemd-analyze", "systemd")
+    for name in ("runcherrypy.socket", "runcherrypy.service"):
+        text = (ROOT / "deploy/systemd" / name).read_text()
+        text = text.replace("/srv/site/.venv/bin/python", sys.executable).replace("/srv/site", str(ROOT))
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(
+        [analyze, "verify", str(tmp_path / "runcherrypy.socket"), str(tmp_path / "runcherrypy.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr

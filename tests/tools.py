@@ -16,7 +16,8 @@ def unavailable(what):
 
 def require(command, package):
     """The path of ``command``, from the distribution's ``package``; else ``unavailable``."""
-    path = shutil.which(command)
+    # Debian keeps daemons (nginx) in /usr/sbin, which an unprivileged user's PATH may lack.
+    path = shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin")
     if path is None:
         unavailable(f"{command} (apt-get install {package})")
     return path

@@ -24,6 +24,7 @@ from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.mounts import project_application
 from devserver.server import UnixSocketError, create_server
 from devserver.systemd import ActivationError, listen_sockets
+from devserver.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_signed
 
 # runserver's wording for the usual bind failures.
 BIND_ERRORS = {
@@ -51,6 +52,8 @@ RESOLVED_OPTIONS = (
     "forwarded_allow_ips",
     "access_log",
     "unix_socket",
+    "certificate",
+    "private_key",
 )
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")
 
@@ -117,6 +120,12 @@ class Command(RunserverCommand, Reporter):
             raise CommandError("systemd passed the sockets to listen on (LISTEN_FDS): give no address as well.")
         if self.passed_sockets and self.values["use_reloader"]:
             raise CommandError("systemd's sockets (LISTEN_FDS) cannot go to the reloader's children: use --noreload.")
+        certificate, private_key = self.values["certificate"], self.values["private_key"]
+        if options["self_signed"] and (certificate or private_key):
+            raise CommandError("Give either --self-signed or --certificate and --private-key, not both.")
+        if bool(certificate) != bool(private_key):
+            raise CommandError("--certificate and --private-key go together.")
+        self.tls = None
         # Without an address, a unix socket (or systemd's sockets) replaces the default TCP one.
         self.serve_tcp = not (self.passed_sockets or self.values["unix_socket"]) or bool(given_address)
         host, port = self.values["host"], self.values["port"]
@@ -152,6 +161,10 @@ class Command(RunserverCommand, Reporter):
         if not 0 <= int(self.port) <= 65535:
             raise CommandError(f"{self.port} is not a valid port number (0 to 65535).")
         self.options = options
+        if options["self_signed"]:
+            self.tls = self.make_self_signed()
+        if self.tls or self.values["certificate"]:
+            self.protocol = "https"
         self.runner = Runner(self.make_server, self)
         try:
             self.runner.run(reload=self.values["use_reloader"])
@@ -184,10 +197,37 @@ class Command(RunserverCommand, Reporter):
         return create_server(
             addresses if len(addresses) > 1 else addresses[0],
             application,
+            ssl_adapter=self.make_ssl_adapter(),
             forwarded_allow_ips=self.values["forwarded_allow_ips"],
             access_log=self.make_access_log(),
             **self.server_options,
         )
+
+    def make_self_signed(self):
+        """A throwaway certificate for the hosts served; under the reloader its children reuse the parent's."""
+        hosts = ["localhost", "127.0.0.1", "::1"]
+        if self.addr not in ("0", "0.0.0.0", "::"):
+            hosts.append(self.addr)
+        hosts.extend(host for host in settings.ALLOWED_HOSTS if host and host[0] not in ".*" and "*" not in host)
+        try:
+            made = self_signed(hosts, os.environ.get(SELF_SIGNED_ENV))
+        except TLSError as error:
+            raise CommandError(str(error)) from None
+        if self.values["use_reloader"]:
+            os.environ[SELF_SIGNED_ENV] = os.path.dirname(made.certificate)
+        return made
+
+    def make_ssl_adapter(self):
+        if self.tls is not None:
+            certificate, private_key = self.tls.certificate, self.tls.private_key
+        else:
+            certificate, private_key = self.values["certificate"], self.values["private_key"]
+        if certificate is None:
+            return None
+        try:
+            return load_adapter(certificate, private_key)
+        except TLSError as error:
+            raise CommandError(str(error)) from None
 
     def make_access_log(self):
         if self.options["no_access_log"]:
@@ -273,6 +313,13 @@ class Command(RunserverCommand, Reporter):
         for mount in self.mounts:
             where = mount.url if mount.prefix is not None else mount.setting
             lines.append(f"  {where}: {mount.source}")
+        if self.tls is not None:
+            lines.append(
+                f"  TLS: a throwaway certificate for {', '.join(self.tls.hosts)}; trust its authority "
+                f"{self.tls.authority} (curl --cacert) or accept it in the browser"
+            )
+        elif self.values["certificate"]:
+            lines.append(f"  TLS: {self.values['certificate']} (SIGHUP loads it again)")
         lines.append(f"Quit the server with {quit_command}.")
         self._say(self.stdout, "\n".join(lines))
 
