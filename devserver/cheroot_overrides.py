@@ -51,6 +51,10 @@ and its 304, with one piece at a time swapped for cheroot's own. A copy of chero
 - ``TLSAdapter``: cheroot's ``BuiltinSSLAdapter`` with ``wrap`` replaced: cheroot makes the TLS handshake on the
   thread that accepts connections, blocking, so one client that sends no ClientHello stalled every new connection
   (cheroot issue 748); the handshake is made by ``read_head`` instead, without blocking.
+- ``stop_accepting`` and ``waiting_connections`` (``Server.stop``): the listening socket unregistered from
+  cheroot's private selector, and its connections listed, so that a graceful stop first serves the requests that
+  are still arriving on connections already accepted (cheroot's ``stop()`` closed them with the listening socket:
+  under a rolling restart of ``--workers``, clients saw "connection closed without response").
 - ``worker_count`` and ``grow``: the live workers of a ``ThreadPool`` from its private ``_threads`` list (cheroot has
   no public count), and ``grow`` after its private ``_clear_dead_threads()``: cheroot keeps exited workers in that
   list until the next ``shrink()`` and counts them against ``max``, so a pool that had shrunk could not grow again
@@ -95,6 +99,8 @@ __all__ = [
     "HEAD_WAIT",
     "grow",
     "read_head",
+    "stop_accepting",
+    "waiting_connections",
     "worker_count",
 ]
 
@@ -707,6 +713,8 @@ class Request(cheroot_server.HTTPRequest):
                 break
         else:
             self.outheaders.append((b"Date", current_date()))
+        if self.server.draining:  # stopping: this is the connection's last response
+            self.close_connection = True
         remaining = getattr(self.rfile, "remaining", 0)
         if self.body_buffered:
             # Nothing of it is left on the connection; cheroot would read the rest of the file into memory at once
@@ -843,6 +851,7 @@ class Connection(cheroot_server.HTTPConnection):
         super().__init__(server, sock, _make_file if makefile is MakeFile else makefile)
         self.head_bytes = b""
         self.body = None
+        self.accepted_at = time.monotonic()
         self.tls = isinstance(sock, ssl.SSLSocket)
         self.handshake_pending = self.tls and sock.version() is None  # TLSAdapter: not made yet
         # A new connection's handshake and first head are read on the selector's thread (Server.process_conn): a
@@ -1157,6 +1166,21 @@ def _head_end(data):
     crlf, bare = data.find(b"\r\n\r\n"), data.find(b"\n\n")
     ends = [end for end in (crlf + 4 if crlf >= 0 else 0, bare + 2 if bare >= 0 else 0) if end]
     return min(ends) if ends else 0
+
+
+def stop_accepting(server):
+    """Stop taking new connections from ``server``'s listening socket, leaving it open (in a worker of
+    ``--workers`` it is shared: the other workers take them): it is unregistered from cheroot's selector (the
+    private ``server._connections._selector``; cheroot's ``stop()`` only closes it, at the same time as every
+    connection that has not sent a whole request yet)."""
+    with contextlib.suppress(KeyError, ValueError, OSError):
+        server._connections._selector.unregister(server.socket.fileno())
+
+
+def waiting_connections(server):
+    """The connections in cheroot's selector (its private ``_selector.connections``): idle keep-alive ones, and new
+    or slow ones whose request has not all arrived."""
+    return [conn for _, conn in server._connections._selector.connections if conn is not server]
 
 
 def worker_count(pool):

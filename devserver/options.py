@@ -256,6 +256,27 @@ OPTIONS = (
         default=False,
     ),
     Option(
+        "workers",
+        "Worker processes, each with its own pool of threads, on the same sockets: one per core uses every core. "
+        "SIGHUP replaces them one by one with freshly loaded code; a worker that dies is replaced. Not with the "
+        "reloader.",
+        flags=("--workers",),
+        setting="RUNCHERRYPY_WORKERS",
+        convert=whole_number(1),
+        default=1,
+        metavar="N",
+    ),
+    Option(
+        "max_requests",
+        "With --workers: a worker that has served N requests (plus up to 10%, so that they do not all go at "
+        "once) is replaced the same way, to bound slow memory growth. 0: never.",
+        flags=("--max-requests",),
+        setting="RUNCHERRYPY_MAX_REQUESTS",
+        convert=whole_number(0),
+        default=0,
+        metavar="N",
+    ),
+    Option(
         "threads",
         "Worker threads kept ready.",
         flags=("--threads",),

@@ -25,6 +25,8 @@ from .cheroot_overrides import (
     StrictHeaderReader,
     grow,
     read_head,
+    stop_accepting,
+    waiting_connections,
     worker_count,
 )
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
@@ -38,6 +40,7 @@ __all__ = [
     "UnixSocketError",
     "build_application",
     "create_server",
+    "listen_on",
 ]
 
 access_logger = logging.getLogger("django.server")
@@ -114,6 +117,11 @@ class PoolSizer(threading.Thread):
                     surplus_since = None
             else:
                 surplus_since = None
+
+
+FRESH_CONNECTION = 1.0
+"""Seconds after it was accepted that a connection which has sent nothing yet is waited for when stopping; after
+that it is taken for one opened ahead of need (a browser's preconnect), and closed."""
 
 
 class Server(wsgi.Server):
@@ -237,7 +245,13 @@ class Server(wsgi.Server):
             self.pool_sizer = PoolSizer(self.requests)
             self.pool_sizer.start()
 
+    draining = False
+    """Set while stopping: each response closes its connection."""
+
     def stop(self):
+        """cheroot's graceful stop, after ``drain()``."""
+        if self.ready and getattr(self, "_connections", None) is not None:
+            self.drain()
         # The sizer must not grow the pool while cheroot takes it down.
         if self.pool_sizer is not None:
             self.pool_sizer.stop()
@@ -249,6 +263,25 @@ class Server(wsgi.Server):
                 info = os.stat(path)
                 if (info.st_dev, info.st_ino) == (device, inode):  # still ours, not a newer server's
                     os.unlink(path)
+
+    def drain(self):
+        """Stop accepting connections (the listening socket stays open: in a worker of ``--workers`` the others
+        take them), then wait, up to ``shutdown_timeout`` seconds, for the connections already accepted whose
+        request has begun to arrive, or that were accepted less than ``FRESH_CONNECTION`` seconds ago, to be taken
+        by a worker; from now on every response closes its connection. cheroot's ``stop()`` closes those
+        connections at once, and a client that had just connected got no response."""
+        self.draining = True
+        stop_accepting(self)
+        deadline = time.monotonic() + self.shutdown_timeout
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if not any(
+                conn.head_bytes or conn.body is not None or now - conn.accepted_at < FRESH_CONNECTION
+                for conn in waiting_connections(self)
+                if conn.read_deadline is not None
+            ):
+                return
+            time.sleep(0.01)
 
     def process_conn(self, conn):
         """Queue ``conn`` for a worker, as cheroot does; but a new connection, or one whose request began and is
@@ -301,6 +334,44 @@ def _check_socket_path(path):
         except OSError:
             return  # stale: cheroot removes it
     raise OSError(errno.EADDRINUSE, "another server is listening on it")
+
+
+def listen_on(address, *, socket_mode=None, backlog=socket.SOMAXCONN):
+    """A bound, listening socket for ``address`` (``(host, port)`` or a unix socket path), made as
+    ``Server.prepare`` makes one (cheroot's ``prepare_socket``: ``SO_REUSEADDR``, dual-stack on ``::``; a unix
+    socket checked by ``_check_socket_path`` and given ``socket_mode``), for a master process that passes it to its
+    workers. Raises ``UnixSocketError`` or the ``OSError`` of binding (``socket.gaierror`` for a host name that
+    does not resolve)."""
+    if isinstance(address, str):
+        try:
+            _check_socket_path(address)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(address)  # stale: _check_socket_path found nobody listening on it
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(address)
+                if socket_mode is not None:
+                    os.chmod(address, socket_mode)
+                sock.listen(backlog)
+            except BaseException:
+                sock.close()
+                raise
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise UnixSocketError(error.errno, f"Cannot listen on the unix socket {address}: {reason}.") from error
+        return sock
+    host, port = address
+    family, kind, proto, _, bound = socket.getaddrinfo(
+        host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+    )[0]
+    sock = Server.prepare_socket(bound, family, kind, proto, True, None)
+    try:
+        Server.bind_socket(sock, bound)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def create_server(

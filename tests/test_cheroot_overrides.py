@@ -57,6 +57,10 @@ def test_the_internals_it_relies_on_are_there():
     try:
         assert "last_used" in inspect.getsource(type(server._connections)._expire)
         assert "last_used = time.time()" in inspect.getsource(type(server._connections).put)
+        # stop_accepting and waiting_connections: the listening socket is in the selector, with the server as data.
+        assert [conn for _, conn in server._connections._selector.connections] == [server]
+        overrides.stop_accepting(server)
+        assert overrides.waiting_connections(server) == [] and list(server._connections._selector.connections) == []
     finally:
         server.stop()
     # The pool size is read from the pool's private worker list, which grow() clears of exited workers first.

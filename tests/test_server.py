@@ -132,3 +132,35 @@ def test_a_header_that_is_not_str_is_a_500(port):
     ((status, _, body),) = exchange(port, b"GET /bad-header HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     assert status.startswith("HTTP/1.1 500")
     assert b"Traceback" not in body
+
+
+def test_a_graceful_stop_serves_requests_still_arriving_and_takes_no_new_connection():
+    """cheroot's stop() closed every connection whose request had not all arrived, with the listening socket: a
+    client that had just connected got no response (seen as failures during a rolling restart of --workers)."""
+    import threading
+    import time
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with serving(app, shutdown_timeout=5) as server:
+        address = ("127.0.0.1", server.bind_addr[1])
+        partial = socket.create_connection(address, timeout=5)
+        partial.sendall(b"GET /late HTTP/1.1\r\nHost: h\r\n")
+        fresh = socket.create_connection(address, timeout=5)  # accepted, nothing sent yet
+        time.sleep(0.1)
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        time.sleep(0.7)  # longer than cheroot's selector takes to notice a stop (0.5 s); less than FRESH_CONNECTION
+        assert stopping.is_alive()  # waiting for them
+        partial.sendall(b"\r\n")
+        fresh.sendall(b"GET /fresh HTTP/1.1\r\nHost: h\r\n\r\n")
+        for client in (partial, fresh):
+            data = b""
+            while chunk := client.recv(65536):
+                data += chunk
+            client.close()
+            assert data.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in data and data.endswith(b"ok")
+        stopping.join(5)
+        assert not stopping.is_alive()

@@ -1,13 +1,17 @@
 """The tests' own Django project: a page, views that show what the server did, the admin, a few media and static files.
 
 The environment sets what a test varies: DJANGO_DEBUG (1 by default; 0 turns DEBUG off), DJANGO_ALLOWED_HOSTS (a
-comma-separated list), DJANGO_DATABASE, DJANGO_STATIC_ROOT, DJANGO_MEDIA_ROOT.
+comma-separated list), DJANGO_DATABASE, DJANGO_STATIC_ROOT, DJANGO_MEDIA_ROOT, DJANGO_BREAK_WORKERS.
 """
 
 import os
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent
+
+# A worker of --workers fails to load the project while the file DJANGO_BREAK_WORKERS names exists: a broken deploy.
+if os.environ.get("RUNCHERRYPY_WORKER") and Path(os.environ.get("DJANGO_BREAK_WORKERS") or "/nonexistent").exists():
+    raise ImportError("the project is broken (DJANGO_BREAK_WORKERS exists)")
 
 SECRET_KEY = "django-insecure-runcherrypy-tests-only"
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"

@@ -1,5 +1,6 @@
 """Views that let tests see what the server did."""
 
+import os
 import time
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def client(request):
             "forwarded": sorted(key for key in request.META if "FORWARDED" in key),
         }
     )
+
+
+def pid(request):
+    """The process that answered, after ``?seconds=`` (default 0): which worker of ``--workers``."""
+    time.sleep(min(float(request.GET.get("seconds", "0")), MAX_SLEEP))
+    return JsonResponse({"pid": os.getpid()})
 
 
 def slow_redirect(request):

@@ -5,6 +5,7 @@ the messages. Building the server is ``devserver.mounts.project_application`` an
 running it, reloading and stopping are ``devserver.lifecycle``.
 """
 
+import contextlib
 import errno
 import os
 import re
@@ -22,9 +23,10 @@ from devserver import options as option_table
 from devserver.access_log import FileAccessLog, LoggerAccessLog
 from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.mounts import project_application
-from devserver.server import UnixSocketError, create_server
+from devserver.server import UnixSocketError, create_server, listen_on
 from devserver.systemd import ActivationError, listen_sockets
 from devserver.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_signed
+from devserver.workers import Master, worker_link
 
 # runserver's wording for the usual bind failures.
 BIND_ERRORS = {
@@ -54,6 +56,8 @@ RESOLVED_OPTIONS = (
     "unix_socket",
     "certificate",
     "private_key",
+    "workers",
+    "max_requests",
 )
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")
 
@@ -111,15 +115,19 @@ class Command(RunserverCommand, Reporter):
         if options["no_access_log"] and options["access_log"] is not None:
             raise CommandError("Give either --access-log or --no-access-log, not both.")
         self.server_options = self.server_keywords(self.values, use_threading=options["use_threading"])
+        # A worker of --workers serves the sockets its master passes; the command line is the master's.
+        self.worker = worker_link()
         try:
-            self.passed_sockets = listen_sockets()
+            self.passed_sockets = self.worker.sockets if self.worker else listen_sockets()
         except ActivationError as error:
             raise CommandError(str(error)) from None
         given_address = options["addrport"] or options["host"] is not None or options["port"] is not None
-        if self.passed_sockets and (given_address or self.values["unix_socket"]):
+        if self.passed_sockets and not self.worker and (given_address or self.values["unix_socket"]):
             raise CommandError("systemd passed the sockets to listen on (LISTEN_FDS): give no address as well.")
         if self.passed_sockets and self.values["use_reloader"]:
             raise CommandError("systemd's sockets (LISTEN_FDS) cannot go to the reloader's children: use --noreload.")
+        if self.values["workers"] > 1 and self.values["use_reloader"]:
+            raise CommandError("--workers runs without the reloader (SIGHUP reloads the workers): add --noreload.")
         certificate, private_key = self.values["certificate"], self.values["private_key"]
         if options["self_signed"] and (certificate or private_key):
             raise CommandError("Give either --self-signed or --certificate and --private-key, not both.")
@@ -165,14 +173,68 @@ class Command(RunserverCommand, Reporter):
             self.tls = self.make_self_signed()
         if self.tls or self.values["certificate"]:
             self.protocol = "https"
+        if self.values["workers"] > 1 and not self.worker:
+            self.run_master()
+            return
         self.runner = Runner(self.make_server, self)
+        if self.worker:
+            self.worker.watch_master(self.runner.stop)
         try:
             self.runner.run(reload=self.values["use_reloader"])
         except RuntimeError as error:
             raise CommandError(str(error)) from None
 
-    def make_server(self):
-        """What runserver's ``inner_run`` does before serving (checks, the migrations warning), then the server."""
+    def run_master(self):
+        """``--workers N``: checks once, bind the sockets, and run the workers (``devserver.workers.Master``)
+        until stopped; the exit status is the master's."""
+        self.prepare_project()
+        self.make_ssl_adapter()  # a bad certificate is one error here, not one per worker
+        self.make_access_log()
+        sockets, made = list(self.passed_sockets), []
+        try:
+            for address in self.addresses():
+                try:
+                    made.append(listen_on(address, socket_mode=self.values["socket_mode"]))
+                except OSError as error:
+                    self.bind_failed(None, error)
+            sockets.extend(made)
+            _, self.mounts = project_application(
+                serve_static=self.options["use_static_handler"], insecure=self.options["insecure_serving"]
+            )
+            workers, pool = self.values["workers"], self.server_options
+            capacity = f"{workers} worker processes of {threads_range_of(pool['numthreads'], pool.get('max'))} each"
+            master = Master(
+                sockets,
+                autoreload.get_child_arguments(),
+                workers,
+                environ=dict(os.environ),
+                shutdown_timeout=pool["shutdown_timeout"],
+                say=lambda message: self._say(self.stderr, message),
+                on_ready=lambda: self.announce(self.socket_urls(sockets, made), capacity),
+            )
+            status = master.run()
+        finally:
+            for sock in made:
+                if sock.family == socket.AF_UNIX:
+                    with contextlib.suppress(OSError):
+                        os.unlink(sock.getsockname())
+                sock.close()
+        self._say(self.stdout if status == 0 else self.stderr, "Server stopped." if status == 0 else "Stopped.")
+        if status:
+            sys.exit(status)
+
+    def addresses(self):
+        """The addresses to bind: addrport (unless a unix socket or systemd's sockets replace it), then the unix
+        socket."""
+        addresses = []
+        if self.serve_tcp:
+            addresses.append((self.addr, int(self.port)))
+        if self.values["unix_socket"]:
+            addresses.append(self.values["unix_socket"])
+        return addresses
+
+    def prepare_project(self):
+        """What runserver's ``inner_run`` does before serving: the system checks, the migrations warning."""
         options = self.options
         # An exception silenced in ManagementUtility.execute (under the reloader) is raised here, as runserver does.
         autoreload.raise_last_exception()
@@ -186,14 +248,17 @@ class Command(RunserverCommand, Reporter):
         self.check_migrations()
         for conn in connections.all(initialized_only=True):
             conn.close()
+
+    def make_server(self):
+        """The checks (not in a worker of ``--workers``: its master made them), then the server."""
+        if not self.worker:
+            self.prepare_project()
         application, self.mounts = project_application(
-            serve_static=options["use_static_handler"], insecure=options["insecure_serving"]
+            serve_static=self.options["use_static_handler"], insecure=self.options["insecure_serving"]
         )
-        addresses = list(self.passed_sockets)
-        if self.serve_tcp:
-            addresses.append((self.addr, int(self.port)))
-        if self.values["unix_socket"]:
-            addresses.append(self.values["unix_socket"])
+        if self.worker and self.values["max_requests"]:
+            application = self.worker.counting(application, self.values["max_requests"])
+        addresses = list(self.passed_sockets) if self.worker else [*self.passed_sockets, *self.addresses()]
         return create_server(
             addresses if len(addresses) > 1 else addresses[0],
             application,
@@ -213,7 +278,7 @@ class Command(RunserverCommand, Reporter):
             made = self_signed(hosts, os.environ.get(SELF_SIGNED_ENV))
         except TLSError as error:
             raise CommandError(str(error)) from None
-        if self.values["use_reloader"]:
+        if self.values["use_reloader"] or self.values["workers"] > 1:  # the reloader's children, the workers
             os.environ[SELF_SIGNED_ENV] = os.path.dirname(made.certificate)
         return made
 
@@ -243,7 +308,7 @@ class Command(RunserverCommand, Reporter):
     # Reporter: what the lifecycle tells the user.
 
     def bind_failed(self, server, error):
-        cause = server.bind_error or error
+        cause = (server.bind_error if server is not None else None) or error
         if isinstance(cause, UnixSocketError):
             raise CommandError(cause.strerror) from None
         if isinstance(cause, socket.gaierror):
@@ -256,16 +321,23 @@ class Command(RunserverCommand, Reporter):
         self._say(self.stderr, f"CommandError: {error}")
 
     def serving(self, server):
+        if self.worker:
+            self.worker.ready()  # the master says where it serves, once all are
+            return
         self.on_bind(server.bind_addr[1], server=server)
 
     def notice(self, message):
         self._say(self.stderr, message)
 
     def stopping(self, server):
+        if self.worker:
+            return
         timeout = f" up to {server.shutdown_timeout:g} s" if server is not None else ""
         self._say(self.stdout, f"Stopping: waiting{timeout} for requests in flight (Ctrl-C again to give up)...")
 
     def stopped(self, outcome):
+        if outcome is Outcome.STOPPED and self.worker:
+            return
         if outcome is Outcome.STOPPED:
             self._say(self.stdout, "Server stopped.")
         elif outcome is Outcome.GAVE_UP:
@@ -287,14 +359,21 @@ class Command(RunserverCommand, Reporter):
         return "0.0.0.0" if self.addr == "0" else self.addr
 
     def listening_urls(self, server):
-        """Where ``server`` (a ``Server`` or a ``ServerGroup``) listens: ``http://host:port/`` for TCP, with the
-        address as given (runserver's way), ``unix:PATH`` for a unix socket."""
+        """Where ``server`` (a ``Server`` or a ``ServerGroup``) listens (``socket_urls``)."""
+        servers = getattr(server, "servers", [server])
+        return self.socket_urls(
+            [each.socket for each in servers], [each.socket for each in servers if each.listening_socket is None]
+        )
+
+    def socket_urls(self, sockets, bound_here):
+        """``http://host:port/`` for each TCP socket in ``sockets``, with the address as given for those in
+        ``bound_here`` (runserver's way) and as bound for systemd's; ``unix:PATH`` for a unix socket."""
         urls = []
-        for each in getattr(server, "servers", [server]):
-            address = each.bind_addr
-            if isinstance(address, str | bytes):
+        for sock in sockets:
+            address = sock.getsockname()
+            if sock.family == socket.AF_UNIX:
                 urls.append(f"unix:{os.fsdecode(address)}")
-            elif each.listening_socket is None:
+            elif any(sock is each for each in bound_here):
                 urls.append(f"{self.protocol}://{self.display_addr()}:{address[1]}/")
             else:  # passed by systemd
                 host = f"[{address[0]}]" if ":" in address[0] else address[0]
@@ -302,13 +381,18 @@ class Command(RunserverCommand, Reporter):
         return urls
 
     def on_bind(self, server_port, server=None):
+        pool = server.requests
+        capacity = threads_range_of(pool.min, pool.max) + (" each" if hasattr(server, "servers") else "")
+        self.announce(self.listening_urls(server), capacity)
+
+    def announce(self, urls, capacity):
+        """The banner: where it listens (``urls``), with how many threads (``capacity``), what is mounted."""
         quit_command = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
         now = datetime.now().strftime("%B %d, %Y - %X")
         lines = [
             now,
             f"Django version {self.get_version()}, using settings {settings.SETTINGS_MODULE!r}",
-            f"Starting cheroot server at {' and '.join(self.listening_urls(server))} "
-            f"with {threads_range(server.requests)}{' each' if hasattr(server, 'servers') else ''}",
+            f"Starting cheroot server at {' and '.join(urls)} with {capacity}",
         ]
         for mount in self.mounts:
             where = mount.url if mount.prefix is not None else mount.setting
@@ -324,7 +408,10 @@ class Command(RunserverCommand, Reporter):
         self._say(self.stdout, "\n".join(lines))
 
 
-def threads_range(pool):
-    if pool.max == pool.min:
-        return f"{pool.min} worker thread{'s' if pool.min > 1 else ''}"
-    return f"{pool.min} to {pool.max} worker threads"
+def threads_range_of(least, most):
+    """``10 to 100 worker threads``; ``most`` ``None``: the default maximum."""
+    if most is None:
+        most = max(least, option_table.DEFAULT_MAX_THREADS)
+    if most == least:
+        return f"{least} worker thread{'s' if least > 1 else ''}"
+    return f"{least} to {most} worker threads"

@@ -1,0 +1,171 @@
+"""``runcherrypy --workers N``: worker processes on the same sockets, supervised by a master: replaced when they
+die, replaced one by one on SIGHUP and after ``--max-requests`` without failing a request, stopped gracefully."""
+
+import json
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .http import fetch
+from .process import manage
+
+
+def pid_of(target, seconds=0):
+    status, _, body = fetch(target, f"/test/pid/?seconds={seconds}", headers={"Connection": "close"})
+    assert status == 200
+    return json.loads(body)["pid"]
+
+
+def pids_at_once(target, count=8, seconds=0.3):
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return set(pool.map(lambda _: pid_of(target, seconds), range(count)))
+
+
+def alive(pid):
+    """Whether process ``pid`` runs (a zombie, exited and not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class Load:
+    """Requests from ``threads`` threads, each on its own connection, until stopped: the failures are kept."""
+
+    def __init__(self, target, threads=4):
+        self.target = target
+        self.stopping = threading.Event()
+        self.count = 0
+        self.failures = []
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                status, _, _ = fetch(self.target, "/test/pid/", headers={"Connection": "close"}, timeout=10)
+                if status != 200:
+                    self.failures.append(status)
+            except OSError as error:
+                self.failures.append(repr(error))
+            self.count += 1
+
+    def stop(self):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(15)
+
+
+def test_workers_share_the_socket_and_stop_gracefully(start_server):
+    running = start_server("127.0.0.1:0", "--noreload", "--workers", "2")
+    assert "with 2 worker processes of 10 to 100 worker threads each" in running.output
+    pids = set()
+    for _ in range(5):
+        pids |= pids_at_once(running)
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2 and running.process.pid not in pids
+    # A request in flight finishes when the master is told to stop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        slow = pool.submit(fetch, running, "/sleep/?seconds=1")
+        time.sleep(0.3)
+        running.signal(signal.SIGTERM)
+        assert slow.result()[0] == 200
+    running.process.wait(15)  # another SIGTERM now would mean "give up"
+    assert running.stop() == 0
+    assert "Server stopped." in running.output
+    assert not any(alive(pid) for pid in pids)
+
+
+def test_a_worker_that_dies_is_replaced(start_server):
+    running = start_server("127.0.0.1:0", "--noreload", "--workers", "2")
+    victim = pid_of(running)
+    os.kill(victim, signal.SIGKILL)
+    assert running.wait_for(f"Worker {victim} was killed by SIGKILL; starting another.")
+    deadline = time.monotonic() + 20
+    pids = set()
+    while len(pids) < 2 and time.monotonic() < deadline:
+        pids |= pids_at_once(running)
+    assert len(pids) == 2 and victim not in pids
+    assert running.stop() == 0
+
+
+def test_sighup_under_load_replaces_every_worker_and_fails_no_request(start_server):
+    running = start_server("127.0.0.1:0", "--noreload", "--workers", "2")
+    before = set()
+    while len(before) < 2:
+        before |= pids_at_once(running)
+    load = Load(running)
+    try:
+        time.sleep(0.5)
+        running.signal(signal.SIGHUP)
+        assert running.wait_for("Reloaded: every worker runs the new code.", timeout=60)
+        time.sleep(0.5)
+    finally:
+        load.stop()
+    assert load.failures == [] and load.count > 20
+    after = set()
+    for _ in range(10):
+        after |= pids_at_once(running)
+    assert after and not after & before  # the new code answers
+    assert not any(alive(pid) for pid in before)
+    assert running.stop() == 0
+
+
+def test_max_requests_recycles_workers_without_failing_a_request(start_server):
+    running = start_server("127.0.0.1:0", "--noreload", "--workers", "2", "--max-requests", "30")
+    load = Load(running, threads=2)
+    seen = set()
+    try:
+        deadline = time.monotonic() + 60
+        while len(seen) < 4 and time.monotonic() < deadline:
+            seen.add(pid_of(running))
+    finally:
+        load.stop()
+    assert len(seen) >= 4 and load.failures == []
+    assert "starting another" not in running.output  # recycled, not died
+    assert running.stop() == 0
+
+
+def test_a_broken_deploy(start_server, tmp_path):
+    broken = tmp_path / "broken"
+    # At start-up: the master stops, with status 1.
+    broken.touch()
+    result = manage(
+        tmp_path, "runcherrypy", "127.0.0.1:0", "--noreload", "--workers", "2", DJANGO_BREAK_WORKERS=str(broken)
+    )
+    assert result.returncode == 1
+    assert "before serving; stopping." in result.stderr
+    # On SIGHUP: the new worker fails, the running ones stay and serve.
+    broken.unlink()
+    running = start_server("127.0.0.1:0", "--noreload", "--workers", "2", DJANGO_BREAK_WORKERS=str(broken))
+    pid_of(running)
+    broken.touch()
+    running.signal(signal.SIGHUP)
+    assert running.wait_for("before serving; the running workers stay.", timeout=30)
+    assert pid_of(running) and pid_of(running)
+    assert running.stop() == 0
+
+
+def test_workers_and_the_reloader_do_not_mix(tmp_path):
+    result = manage(tmp_path, "runcherrypy", "127.0.0.1:0", "--workers", "2", "--skip-checks")  # DEBUG: reload
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "CommandError: --workers runs without the reloader (SIGHUP reloads the workers): add --noreload."
+    )
+
+
+def test_workers_stop_when_the_master_is_killed(start_server):
+    running = start_server("127.0.0.1:0", "--noreload", "--workers", "2")
+    pids = set()
+    while len(pids) < 2:
+        pids |= pids_at_once(running)
+    running.process.kill()
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in pids)
