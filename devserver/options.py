@@ -277,6 +277,32 @@ OPTIONS = (
         metavar="N",
     ),
     Option(
+        "pidfile",
+        "Write the process id (the master's, with --workers) to FILE once the sockets are bound; removed on exit.",
+        flags=("--pidfile",),
+        setting="RUNCHERRYPY_PIDFILE",
+        convert=text,
+        metavar="FILE",
+    ),
+    Option(
+        "user",
+        "Once the sockets are bound, switch to USER (a name or a number; started as root, so that port 443 can "
+        "be bound). Its group too, unless --group names another. With --workers, the workers switch; the master "
+        "keeps its user, as gunicorn's does.",
+        flags=("--user",),
+        setting="RUNCHERRYPY_USER",
+        convert=text,
+        metavar="USER",
+    ),
+    Option(
+        "group",
+        "Once the sockets are bound, switch to GROUP (a name or a number).",
+        flags=("--group",),
+        setting="RUNCHERRYPY_GROUP",
+        convert=text,
+        metavar="GROUP",
+    ),
+    Option(
         "threads",
         "Worker threads kept ready.",
         flags=("--threads",),

@@ -281,8 +281,13 @@ class Master:
         previous = {signum: signal.signal(signum, self._signal) for signum in handled}
         previous_wakeup = signal.set_wakeup_fd(wake_write)
         try:
-            for _ in range(self.count):
-                self.spawn()
+            try:
+                for _ in range(self.count):
+                    self.spawn()
+            except OSError as error:
+                self.say(f"Cannot start a worker: {error}.")
+                self.status = 1
+                self.stop()
             while self.workers:
                 for key, _ in self.selector.select(timeout=0.5):
                     if key.data is None:

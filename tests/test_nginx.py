@@ -1,5 +1,5 @@
-"""runcherrypy behind the distribution's nginx, on a unix socket, with HTTPS at nginx: ``deploy/nginx/runcherrypy.conf``
-run as it is, with only its example values replaced."""
+"""runcherrypy with two worker processes behind the distribution's nginx, on a unix socket, with HTTPS at nginx:
+``deploy/nginx/runcherrypy.conf`` run as it is, with only its example values replaced."""
 
 import getpass
 import json
@@ -30,7 +30,9 @@ def behind_nginx(start_server, tmp_path):
     nginx = require("nginx", "nginx-light")
     sock = tmp_path / "site.sock"
     # Every unix-socket peer is trusted; 127.0.0.1 is not, here, since the test's client is on loopback too.
-    running = start_server("--noreload", "--unix-socket", str(sock), "--forwarded-allow-ips", "10.255.255.1")
+    running = start_server(
+        "--noreload", "--workers", "2", "--unix-socket", str(sock), "--forwarded-allow-ips", "10.255.255.1"
+    )
     authority = trustme.CA()
     issued = authority.issue_cert("localhost")
     cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"

@@ -7,6 +7,7 @@ running it, reloading and stopping are ``devserver.lifecycle``.
 
 import contextlib
 import errno
+import ipaddress
 import os
 import re
 import socket
@@ -23,6 +24,7 @@ from devserver import options as option_table
 from devserver.access_log import FileAccessLog, LoggerAccessLog
 from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.mounts import project_application
+from devserver.privileges import PidFile, identity
 from devserver.server import UnixSocketError, create_server, listen_on
 from devserver.systemd import ActivationError, listen_sockets
 from devserver.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_signed
@@ -58,6 +60,9 @@ RESOLVED_OPTIONS = (
     "private_key",
     "workers",
     "max_requests",
+    "pidfile",
+    "user",
+    "group",
 )
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")
 
@@ -134,6 +139,13 @@ class Command(RunserverCommand, Reporter):
         if bool(certificate) != bool(private_key):
             raise CommandError("--certificate and --private-key go together.")
         self.tls = None
+        try:
+            self.identity = identity(self.values["user"], self.values["group"])
+        except ValueError as error:
+            raise CommandError(f"{error}.") from None
+        if self.identity is not None and os.geteuid() != 0:
+            raise CommandError("--user and --group need the server to be started as root.")
+        self.pidfile = PidFile(self.values["pidfile"]) if self.values["pidfile"] and not self.worker else None
         # Without an address, a unix socket (or systemd's sockets) replaces the default TCP one.
         self.serve_tcp = not (self.passed_sockets or self.values["unix_socket"]) or bool(given_address)
         host, port = self.values["host"], self.values["port"]
@@ -173,16 +185,32 @@ class Command(RunserverCommand, Reporter):
             self.tls = self.make_self_signed()
         if self.tls or self.values["certificate"]:
             self.protocol = "https"
-        if self.values["workers"] > 1 and not self.worker:
-            self.run_master()
-            return
-        self.runner = Runner(self.make_server, self)
-        if self.worker:
-            self.worker.watch_master(self.runner.stop)
         try:
-            self.runner.run(reload=self.values["use_reloader"])
-        except RuntimeError as error:
-            raise CommandError(str(error)) from None
+            if self.values["workers"] > 1 and not self.worker:
+                self.run_master()
+                return
+            self.runner = Runner(self.make_server, self)
+            if self.worker:
+                self.worker.watch_master(self.runner.stop)
+            try:
+                self.runner.run(reload=self.values["use_reloader"])
+            except RuntimeError as error:
+                raise CommandError(str(error)) from None
+        finally:
+            if self.pidfile is not None:
+                self.pidfile.remove()
+
+    def bound(self, *, switch=True):
+        """The sockets are bound: write the pid file, and (``switch``) give up root for ``--user``/``--group``. A
+        master of ``--workers`` keeps its user, as gunicorn's does: each worker switches once it serves."""
+        if self.pidfile is not None:
+            try:
+                self.pidfile.write()
+            except OSError as error:
+                raise CommandError(f"Cannot write the pid file {self.pidfile.path}: {error.strerror}.") from None
+        if switch and self.identity is not None:
+            self.identity.assume()
+            self.identity = None
 
     def run_master(self):
         """``--workers N``: checks once, bind the sockets, and run the workers (``devserver.workers.Master``)
@@ -198,6 +226,7 @@ class Command(RunserverCommand, Reporter):
                 except OSError as error:
                     self.bind_failed(None, error)
             sockets.extend(made)
+            self.bound(switch=False)
             _, self.mounts = project_application(
                 serve_static=self.options["use_static_handler"], insecure=self.options["insecure_serving"]
             )
@@ -322,8 +351,10 @@ class Command(RunserverCommand, Reporter):
 
     def serving(self, server):
         if self.worker:
+            self.bound()  # no pid file in a worker: only the user to switch to
             self.worker.ready()  # the master says where it serves, once all are
             return
+        self.bound()
         self.on_bind(server.bind_addr[1], server=server)
 
     def notice(self, message):
@@ -394,6 +425,11 @@ class Command(RunserverCommand, Reporter):
             f"Django version {self.get_version()}, using settings {settings.SETTINGS_MODULE!r}",
             f"Starting cheroot server at {' and '.join(urls)} with {capacity}",
         ]
+        if settings.DEBUG and any(not _loopback(url) for url in urls if not url.startswith("unix:")):
+            lines.append(
+                "  Warning: DEBUG is on and other machines can reach this address: a development setting, which "
+                "shows tracebacks and settings to anyone who gets an error page."
+            )
         for mount in self.mounts:
             where = mount.url if mount.prefix is not None else mount.setting
             lines.append(f"  {where}: {mount.source}")
@@ -406,6 +442,16 @@ class Command(RunserverCommand, Reporter):
             lines.append(f"  TLS: {self.values['certificate']} (SIGHUP loads it again)")
         lines.append(f"Quit the server with {quit_command}.")
         self._say(self.stdout, "\n".join(lines))
+
+
+def _loopback(url):
+    host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def threads_range_of(least, most):
