@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -78,11 +79,14 @@ class Server:
     env: dict = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen = None
+    ready_path: str = f"/static/{SMALL}"
+    cpus: str = SERVER_CPU
+    scheme: str = "http"
 
     def start(self, workdir):
         log = open(workdir / f"{self.name}.log", "wb")
         self.process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *self.command],
+            ["taskset", "-c", self.cpus, *self.command],
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdout=log,
@@ -96,7 +100,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited:\n" + (workdir / f"{self.name}.log").read_text())
             try:
-                if request(self.port, f"/static/{SMALL}")[0] == 200:
+                if request(self.port, self.ready_path, scheme=self.scheme)[0] == 200:
                     return
             except OSError:
                 time.sleep(0.1)
@@ -136,8 +140,13 @@ class Server:
         return total
 
 
-def request(port, path, headers=None):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def request(port, path, headers=None, scheme="http"):
+    if scheme == "https":
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=30, context=ssl._create_unverified_context()
+        )
+    else:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request("GET", path, headers=headers or {})
         response = connection.getresponse()

@@ -7,6 +7,7 @@ import os
 from cherrytest.settings import *  # noqa: F403
 
 DEBUG = False
+ROOT_URLCONF = "bench.urls"  # the sample's URLs and /hello/
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 STATIC_ROOT = os.environ["BENCH_STATIC_ROOT"]
 STATICFILES_DIRS = [os.environ["BENCH_STATIC_DIR"]]

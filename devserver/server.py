@@ -124,6 +124,11 @@ FRESH_CONNECTION = 1.0
 that it is taken for one opened ahead of need (a browser's preconnect), and closed."""
 
 
+DRAIN_SETTLE = 0.05
+"""Seconds that the selector must hold no connection worth waiting for before a stop goes on: one accepted while
+the listening socket was being taken out of the selector is only then in it."""
+
+
 class Server(wsgi.Server):
     """``cheroot.wsgi.Server`` as runcherrypy runs it.
 
@@ -273,26 +278,27 @@ class Server(wsgi.Server):
         self.draining = True
         stop_accepting(self)
         deadline = time.monotonic() + self.shutdown_timeout
+        quiet_since = None
         while time.monotonic() < deadline:
             now = time.monotonic()
-            if not any(
+            if any(
                 conn.head_bytes or conn.body is not None or now - conn.accepted_at < FRESH_CONNECTION
                 for conn in waiting_connections(self)
                 if conn.read_deadline is not None
             ):
-                return
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= DRAIN_SETTLE:
+                return  # nothing waited for, twice: not even a connection the selector was handling at the first look
             time.sleep(0.01)
 
     def process_conn(self, conn):
-        """Queue ``conn`` for a worker, as cheroot does; but a new connection, or one whose request began and is
-        not yet whole (``conn.read_deadline`` set), reads what has arrived here, on the selector's thread, without
-        blocking, and goes to a worker only once the request's head and body are whole: a client that connects and
-        says nothing, or sends its request a byte at a time, wakes no worker, and the pool does not grow for it. A
-        keep-alive connection's next request goes to a worker at once, which reads it without blocking
-        (``read_head``)."""
-        if conn.read_deadline is None:
-            super().process_conn(conn)
-            return
+        """Queue ``conn`` for a worker, as cheroot does; but first read what has arrived here, on the selector's
+        thread, without blocking (``read_head``): the connection goes to a worker only once the request's head and
+        body are whole. A client that connects and says nothing, or sends its request a byte at a time, wakes no
+        worker, and the pool does not grow for it; and a worker makes no read of its own, which would give up the
+        GIL in the middle of a request (``devserver.gil_io``)."""
         state = read_head(self, conn)
         if state is HEAD_READY:
             super().process_conn(conn)

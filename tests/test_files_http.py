@@ -70,15 +70,24 @@ def test_a_range_sent_with_sendfile_is_the_slice(file_server, files, sendfile_ca
     assert sendfile_calls == [(first, last - first + 1)]
 
 
-def test_a_small_file_goes_out_with_its_headers_in_one_send(file_server, sendfile_calls, monkeypatch):
+@pytest.mark.parametrize("holding_the_gil", [True, False])
+def test_a_small_file_goes_out_with_its_headers_in_one_send(file_server, sendfile_calls, monkeypatch, holding_the_gil):
+    from devserver import gil_io
+
     sends = []
-    real = socket.socket.send
+    real, real_gil = socket.socket.send, gil_io.send
 
     def spy(self, data, *args):
         sends.append(bytes(data))
         return real(self, data, *args)
 
+    def gil_spy(fd, data):
+        sends.append(bytes(data))
+        return real_gil(fd, data)
+
     monkeypatch.setattr(socket.socket, "send", spy)
+    monkeypatch.setattr(gil_io, "send", gil_spy)
+    monkeypatch.setattr(gil_io, "AVAILABLE", holding_the_gil and gil_io.AVAILABLE)
     status, _, body = fetch(file_server.bind_addr[1], "/small.txt")
     assert (status, body) == (200, b"small\n")
     assert len(sends) == 1 and sends[0].startswith(b"HTTP/1.1 200 OK\r\n") and sends[0].endswith(b"\r\n\r\nsmall\n")
