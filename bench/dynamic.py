@@ -8,8 +8,9 @@ distribution. Every server runs the sample project (``bench/settings.py``: DEBUG
 in one process, pinned to CPU 0, with wrk (10 connections, one thread) pinned to CPU 1; they take turns, in a
 rotating order, over several rounds, and the medians are printed with runcherrypy's ratios. Measured:
 
-- ``/hello/`` (the smallest view) and ``/`` (the sample's page, a template): requests per second, and the 99th
-  percentile of latency in ms (wrk --latency);
+- ``/hello/`` (the smallest view) and ``/`` (the sample's page, a template): requests per second, the 99th
+  percentile of latency in ms (wrk --latency), and the server's CPU time per request (``/proc``: steadier than the
+  rate on a shared machine);
 - ``--workers 2`` against ``--workers 1`` on ``/hello/``, each server on both CPUs (wrk shares CPU 1): requests/s;
 - over TLS (a certificate from trustme): a 5 KiB static file and ``/hello/`` from runcherrypy, against the same over
   plain HTTP and against gunicorn with the same certificate.
@@ -55,7 +56,8 @@ def wrk(port, path, *, seconds, scheme="http", cpus=CLIENT_CPU, connections=10):
         raise RuntimeError(f"wrk reported errors:\n{output}{result.stderr}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
     value, unit = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
-    return rate, float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    requests = int(re.search(r"(\d+) requests in", output)[1])
+    return rate, float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit], requests
 
 
 def django_servers(env, certificate=None, key=None):
@@ -195,7 +197,10 @@ def measure_views(server, seconds):
     for name, path in PAGES.items():
         status = request(server.port, path)[0]
         assert status == 200, (server.name, path, status)
-        results[f"{name} req/s"], results[f"{name} p99 ms"] = wrk(server.port, path, seconds=seconds)
+        cpu = server.cpu_seconds()
+        results[f"{name} req/s"], results[f"{name} p99 ms"], requests = wrk(server.port, path, seconds=seconds)
+        # The server's CPU time per request: steadier than the rate on a shared machine.
+        results[f"{name} CPU µs/req"] = (server.cpu_seconds() - cpu) / requests * 1e6
     return results
 
 
@@ -254,6 +259,11 @@ def report(results, options):
                 f"{ours[metric] / m[metric]:.2f}x {name}" for name, m in medians.items() if name != "runcherrypy"
             )
             print(f"runcherrypy {metric}: {ratios}")
+        for metric in ("hello CPU µs/req", "page CPU µs/req"):
+            ratios = ", ".join(
+                f"{m[metric] / ours[metric]:.2f}x {name}'s" for name, m in medians.items() if name != "runcherrypy"
+            )
+            print(f"runcherrypy {metric}: {ours[metric]:.0f}; the others spend {ratios}")
         for metric in ("hello p99 ms", "page p99 ms"):
             if "granian" in medians:
                 ratio = ours[metric] / medians["granian"][metric]

@@ -135,6 +135,7 @@ class Master:
         self.stopping_at = None
         self.status = 0
         self.reloading = []  # workers still to replace on SIGHUP, in order
+        self.reload_in_progress = False
 
     # Workers
 
@@ -192,7 +193,7 @@ class Master:
         worker.replaced_by = self.spawn()
 
     def _reload_next(self):
-        """SIGHUP: replace the next worker once the previous replacement serves."""
+        """SIGHUP: replace the next worker once the previous replacement serves; say so when all are replaced."""
         if any(each.replaced_by is not None and not each.replaced_by.ready for each in self.workers):
             return
         while self.reloading:
@@ -200,10 +201,9 @@ class Master:
             if worker in self.workers and not worker.retiring and worker.replaced_by is None:
                 self._replace(worker)
                 return
-        else:
-            if getattr(self, "_reload_said", False):
-                self._reload_said = False
-                self.say("Reloaded: every worker runs the new code.")
+        if self.reload_in_progress:
+            self.reload_in_progress = False
+            self.say("Reloaded: every worker runs the new code.")
 
     def _reap(self):
         for worker in list(self.workers):
@@ -230,6 +230,7 @@ class Master:
                 if waiting is not None:  # a replacement that does not start: keep the old one
                     waiting.replaced_by = None
                     self.reloading.clear()
+                    self.reload_in_progress = False
                     self.say(f"A new worker {how} before serving; the running workers stay.")
                     continue
                 if not self.started:
@@ -255,7 +256,7 @@ class Master:
                     self.retire(worker, signum)
         elif signum == signal.SIGHUP and self.stopping_at is None:
             self.say("Reloading: replacing the workers one by one.")
-            self._reload_said = True
+            self.reload_in_progress = True
             self.reloading = [worker for worker in self.workers if worker.replaced_by is None and not worker.retiring]
             self._reload_next()
         elif signum == signal.SIGUSR1:

@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from .http import fetch
-from .process import ROOT
+from .process import ROOT, SAMPLE
 from .tools import require
 
 RECIPE = ROOT / "deploy/nginx/runcherrypy.conf"
@@ -25,13 +25,20 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def behind_nginx(start_server, tmp_path):
+@pytest.fixture(params=["tests", "sample"])
+def behind_nginx(request, start_server, tmp_path):
     nginx = require("nginx", "nginx-light")
     sock = tmp_path / "site.sock"
     # Every unix-socket peer is trusted; 127.0.0.1 is not, here, since the test's client is on loopback too.
     running = start_server(
-        "--noreload", "--workers", "2", "--unix-socket", str(sock), "--forwarded-allow-ips", "10.255.255.1"
+        "--noreload",
+        "--workers",
+        "2",
+        "--unix-socket",
+        str(sock),
+        "--forwarded-allow-ips",
+        "10.255.255.1",
+        **(SAMPLE if request.param == "sample" else {}),
     )
     authority = trustme.CA()
     issued = authority.issue_cert("localhost")
@@ -82,14 +89,21 @@ http {{
             time.sleep(0.05)
     try:
         context = ssl.create_default_context(cafile=str(ca))
-        yield running, f"https://localhost:{https_port}", context, http_port
+        yield request.param, running, f"https://localhost:{https_port}", context, http_port
     finally:
         process.terminate()
         process.wait(10)
 
 
 def test_behind_nginx_on_a_unix_socket(behind_nginx):
-    running, url, context, http_port = behind_nginx
+    project, running, url, context, http_port = behind_nginx
+    if project == "sample":
+        status, _, page = fetch(url, "/", tls=context)
+        assert status == 200 and page.count(b'src="/media/app/tiles/') == 36
+        status, headers, tile = fetch(url, "/media/app/tiles/r0-c0.png", tls=context)
+        assert status == 200 and headers["Content-Type"] == "image/png" and tile.startswith(b"\x89PNG")
+        assert running.wait_for('127.0.0.1 "GET /media/app/tiles/r0-c0.png HTTP/1.1" 200')
+        return
     status, _, body = fetch(url, "/test/client/", tls=context, headers={"X-Forwarded-For": "6.6.6.6"})
     assert status == 200
     assert json.loads(body) == {

@@ -50,3 +50,12 @@ def test_debug_on_a_reachable_address_is_warned_about(start_server):
     assert "Warning: DEBUG is on and other machines can reach this address" in reachable.output
     local = start_server("127.0.0.1:0", "--noreload")
     assert "Warning" not in local.output
+
+
+def test_a_pid_file_that_cannot_be_written_is_one_line(tmp_path):
+    path = tmp_path / "missing" / "server.pid"
+    result = manage(tmp_path, "runcherrypy", "127.0.0.1:0", "--noreload", "--pidfile", str(path))
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == f"CommandError: Cannot write the pid file {path}: its folder is missing or read-only."
+    )

@@ -146,6 +146,8 @@ class Command(RunserverCommand, Reporter):
         if self.identity is not None and os.geteuid() != 0:
             raise CommandError("--user and --group need the server to be started as root.")
         self.pidfile = PidFile(self.values["pidfile"]) if self.values["pidfile"] and not self.worker else None
+        if self.pidfile is not None and not os.access(os.path.dirname(os.path.abspath(self.pidfile.path)), os.W_OK):
+            raise CommandError(f"Cannot write the pid file {self.pidfile.path}: its folder is missing or read-only.")
         # Without an address, a unix socket (or systemd's sockets) replaces the default TCP one.
         self.serve_tcp = not (self.passed_sockets or self.values["unix_socket"]) or bool(given_address)
         host, port = self.values["host"], self.values["port"]
@@ -206,8 +208,8 @@ class Command(RunserverCommand, Reporter):
         if self.pidfile is not None:
             try:
                 self.pidfile.write()
-            except OSError as error:
-                raise CommandError(f"Cannot write the pid file {self.pidfile.path}: {error.strerror}.") from None
+            except OSError as error:  # checked at start-up; serving goes on
+                self._say(self.stderr, f"Cannot write the pid file {self.pidfile.path}: {error.strerror}.")
         if switch and self.identity is not None:
             self.identity.assume()
             self.identity = None
