@@ -131,6 +131,8 @@ class Command(RunserverCommand, Reporter):
             raise CommandError("systemd passed the sockets to listen on (LISTEN_FDS): give no address as well.")
         if self.passed_sockets and self.values["use_reloader"]:
             raise CommandError("systemd's sockets (LISTEN_FDS) cannot go to the reloader's children: use --noreload.")
+        if self.values["workers"] > 1 and sys.platform == "win32":
+            raise CommandError("--workers passes the listening sockets to its workers, which Windows cannot do.")
         if self.values["workers"] > 1 and self.values["use_reloader"]:
             raise CommandError("--workers runs without the reloader (SIGHUP reloads the workers): add --noreload.")
         certificate, private_key = self.values["certificate"], self.values["private_key"]
