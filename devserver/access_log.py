@@ -79,6 +79,8 @@ class FileAccessLog:
 
     def log(self, client, request_line, status, size, duration, announced=None, cut_off=False):
         """As ``LoggerAccessLog.log``."""
+        if '"' in request_line or "\\" in request_line:  # as nginx escapes them: the line stays parseable
+            request_line = request_line.replace("\\", "\\x5C").replace('"', "\\x22")
         line = f'{client or "-"} - - [{self._timestamp()}] "{request_line}" {status} {size} {duration:.6f}'
         if cut_off:
             line += f" cut-off/{announced}" if announced is not None else " cut-off"

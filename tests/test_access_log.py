@@ -33,10 +33,12 @@ def test_a_file_log_is_reopened_when_asked(tmp_path):
     log.log("192.0.2.1", "GET /still HTTP/1.1", 200, 12, 0.0021)  # into the renamed file, until asked
     log.reopen()
     log.log("192.0.2.2", "GET /big HTTP/1.1", 200, 4096, 1.5, announced=100000, cut_off=True)
+    log.log("192.0.2.3", 'GET /a"b\\c HTTP/1.1', 404, 0, 0.001)  # a client's quote cannot end the field
     log.close()
     old = (tmp_path / "access.log.1").read_text().splitlines()
     assert [LINE.fullmatch(line)["request"] for line in old] == ["GET / HTTP/1.1", "GET /still HTTP/1.1"]
-    (line,) = path.read_text().splitlines()
+    line, quoted = path.read_text().splitlines()
+    assert LINE.fullmatch(quoted)["request"] == r"GET /a\x22b\x5Cc HTTP/1.1"
     match = LINE.fullmatch(line)
     assert match.group("client", "status", "size", "duration", "cut") == (
         "192.0.2.2",
