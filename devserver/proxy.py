@@ -22,18 +22,33 @@ FORWARDED_KEYS = (
 )
 """The environ keys of the headers that only a trusted proxy may send."""
 
+_FORWARDED_KEY_SET = frozenset(FORWARDED_KEYS)
+
 
 class TrustedPeers:
     """A set of addresses and networks (``ipaddress`` objects), or every address (``everyone``). ``in`` takes an
     address as text; text that is not an address is never trusted (except with ``everyone``)."""
 
+    CACHED = 1024
+    """Answers kept, by address text (parsing one with ``ipaddress`` costs more than the rest of the check)."""
+
     def __init__(self, networks=(), everyone=False):
         self.networks = tuple(networks)
         self.everyone = everyone
+        self._answers = {}
 
     def __contains__(self, address):
         if self.everyone:
             return True
+        answer = self._answers.get(address)
+        if answer is None:
+            answer = self._trusted(address)
+            if len(self._answers) >= self.CACHED:
+                self._answers.clear()  # bounded: the peers' addresses, or a forwarded list's
+            self._answers[address] = answer
+        return answer
+
+    def _trusted(self, address):
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -143,8 +158,9 @@ class ForwardedHeaders:
         peer = environ.get("REMOTE_ADDR", "")
         if peer and peer not in self.trusted:
             for key in FORWARDED_KEYS:
-                environ.pop(key, None)
-        elif any(key in environ for key in FORWARDED_KEYS):
+                if key in environ:
+                    del environ[key]
+        elif not _FORWARDED_KEY_SET.isdisjoint(environ):
             self.apply(environ)
         return self.application(environ, start_response)
 
