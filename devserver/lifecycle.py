@@ -258,7 +258,10 @@ class Runner:
     def _foreground(self):
         with self.stop_request.catching_signals(self._other_signals()):
             thread = self._start(on_exit=lambda error: self.stop_request.requested.set())
-            self.stop_request.requested.wait()
+            # In slices: a signal that the kernel hands to another thread is run by Python on this one only when it
+            # runs again (seen under valgrind, where SIGTERM then went unanswered).
+            while not self.stop_request.requested.wait(0.5):
+                pass
             outcome = stop_gracefully(thread.server, give_up=self.stop_request.give_up)
         if thread.error is not None:
             raise thread.error

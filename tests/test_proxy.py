@@ -32,6 +32,10 @@ def test_trusted_peers():
     assert "127.0.0.1" not in trusted_peers("")
     with pytest.raises(ValueError, match="'10.0.0.300'"):
         trusted_peers("10.0.0.1,10.0.0.300")
+    # Answers are kept, in bounded number, and stay right.
+    for number in range(3 * peers.CACHED):
+        assert (f"10.0.{number // 256}.{number % 256}" in peers) and f"11.0.0.{number % 256}" not in peers
+    assert len(peers._answers) <= peers.CACHED
 
 
 def test_from_an_untrusted_peer_the_headers_are_removed():
