@@ -16,7 +16,8 @@ The master supervises:
   connection is refused and no request fails; if the new one fails to start, the old ones stay;
 - ``--max-requests`` (with up to 10% jitter, so that workers do not all recycle at once): a worker that has served
   that many requests asks for a replacement, and is retired the same way;
-- SIGUSR1 is passed on (each worker reopens its access log).
+- SIGUSR1 is passed on (each worker reopens its access log);
+- under systemd the master, not its workers, says ``READY=1`` once every first worker serves and ``STOPPING=1``.
 
 A worker learns its sockets and its readiness pipe from ``WORKER_ENV`` (``"3,4:7"``: the listening descriptors,
 then the descriptor to write ``ready`` and ``recycle`` lines to), and stops when its master is gone.
@@ -32,6 +33,7 @@ import threading
 import time
 
 from .lifecycle import GRACE, REPEAT_SIGNAL_WINDOW
+from .systemd import notify
 
 __all__ = ["WORKER_ENV", "Master", "WorkerLink", "worker_link"]
 
@@ -265,6 +267,7 @@ class Master:
                     os.kill(worker.pid, signum)
 
     def stop(self, signum=signal.SIGTERM):
+        notify("STOPPING=1")
         if self.started:
             self.say(f"Stopping: the workers finish their requests (up to {self.shutdown_timeout:g} s)...")
         self.stopping_at = time.monotonic()

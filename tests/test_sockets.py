@@ -142,16 +142,21 @@ def test_systemd_socket_activation_of_every_family(tmp_path):
     assert f"http://127.0.0.1:{port4}/ and http://[::1]:{port6}/ and unix:{path}" in output, output
 
 
-def test_systemd_readiness_notification(tmp_path, start_server):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_systemd_readiness_notification(tmp_path, start_server, workers):
     address = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(address)
         listener.settimeout(10)
-        running = start_server("127.0.0.1:0", "--noreload", NOTIFY_SOCKET=address)
-        assert listener.recv(1024) == b"READY=1"
+        running = start_server("127.0.0.1:0", "--noreload", "--workers", workers, NOTIFY_SOCKET=address)
+        assert listener.recv(1024) == b"READY=1"  # the master's, once: its workers do not speak to systemd
         running.signal()
         assert listener.recv(1024) == b"STOPPING=1"
+        running.process.wait(15)
         assert running.stop() == 0
+        listener.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            listener.recv(1024)
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.mounts import project_application
 from devserver.privileges import PidFile, identity
 from devserver.server import UnixSocketError, create_server, listen_on
-from devserver.systemd import ActivationError, listen_sockets
+from devserver.systemd import ActivationError, listen_sockets, notify
 from devserver.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_signed
 from devserver.workers import Master, worker_link
 
@@ -240,10 +240,11 @@ class Command(RunserverCommand, Reporter):
                 sockets,
                 autoreload.get_child_arguments(),
                 workers,
-                environ=dict(os.environ),
+                # The master alone speaks to systemd (NotifyAccess=main): not its workers.
+                environ={name: value for name, value in os.environ.items() if name != "NOTIFY_SOCKET"},
                 shutdown_timeout=pool["shutdown_timeout"],
                 say=lambda message: self._say(self.stderr, message),
-                on_ready=lambda: self.announce(self.socket_urls(sockets, made), capacity),
+                on_ready=lambda: (self.announce(self.socket_urls(sockets, made), capacity), notify("READY=1")),
             )
             status = master.run()
         finally:
