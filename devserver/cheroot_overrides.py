@@ -296,6 +296,7 @@ class Gateway(wsgi.Gateway_10):
         if access_log is None:
             return
         req = self.req
+        req.logged = True
         status = req.status[:3]
         # No status means the application raised before start_response; cheroot answers that with a 500.
         code = int(status) if status.isdigit() else 500
@@ -573,6 +574,9 @@ class Request(cheroot_server.HTTPRequest):
     body_buffered = False
     """Whether the body came whole before the application was called (nothing of it is left on the connection)."""
 
+    logged = False
+    """Whether this request has its line in the access log (the gateway's, or ``simple_response``'s)."""
+
     @property
     def header_reader(self):
         """The server's ``StrictHeaderReader`` (it knows the server's ``max_headers``)."""
@@ -599,6 +603,22 @@ class Request(cheroot_server.HTTPRequest):
     def _refuse(self, status, message):
         self.close_connection = True
         self.simple_response(status, message)
+
+    def simple_response(self, status, msg=""):
+        """cheroot's, and a line in the access log: the server's own answers to bad input (400, 413, 414, 431,
+        501, 505, and a 500 when the application failed before any response) were not logged, so an operator did
+        not see them. The client is the peer (no proxy's headers were read); the request line is what was parsed
+        of it, or ``-``."""
+        super().simple_response(status, msg)
+        access_log = self.server.access_log
+        if access_log is None or self.logged:
+            return
+        self.logged = True
+        parts = (getattr(self, "method", None), getattr(self, "uri", None), getattr(self, "request_protocol", None))
+        request_line = b" ".join(part or b"-" for part in parts).decode("latin-1") if any(parts) else "-"
+        size = len(msg.encode("latin-1") if isinstance(msg, str) else msg)
+        code = int(str(status)[:3])
+        access_log.log(self.conn.remote_addr, request_line, code, size, 0.0)
 
     def read_request_headers(self):
         try:
@@ -889,6 +909,8 @@ class Connection(cheroot_server.HTTPConnection):
             # Part of a request came, the rest not in time (the selector expired it): say so (RFC 9110 §15.5.9),
             # without waiting on a client that may not read.
             _send_now(self, _REQUEST_TIMEOUT)
+            if self.server.access_log is not None:
+                self.server.access_log.log(self.remote_addr, "-", 408, 16, 0.0)
             self.head_bytes = b""
             self.discard_body()
         super().close()

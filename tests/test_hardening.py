@@ -464,3 +464,25 @@ def test_a_received_body_the_application_does_not_read_is_not_read_into_memory(p
         )
         assert responses(data) == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]
     assert max(sizes, default=0) <= 65536
+
+
+def test_the_servers_own_answers_are_in_the_access_log(port, caplog):
+    caplog.set_level("INFO", logger="django.server")
+    send_and_read(port, b"GET /x HTTP/1.1\r\nHost: h\r\nBad Header: y\r\n\r\n")  # 400, parsed as far as the line
+    send_and_read(port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n")  # 414 before the line is whole
+    send_and_read(port, b"POST /read HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999\r\n\r\n")  # 413
+    lines = [record.getMessage() for record in caplog.records if record.name == "django.server"]
+    assert any(line.startswith('127.0.0.1 "GET /x HTTP/1.1" 400 ') for line in lines), lines
+    assert any(line.startswith('127.0.0.1 "-" 414 ') for line in lines), lines
+    assert any(line.startswith('127.0.0.1 "POST /read HTTP/1.1" 413 ') for line in lines), lines
+    assert still_serving(port)
+    ok = [record.getMessage() for record in caplog.records if '"GET /ok HTTP/1.1" 200' in record.getMessage()]
+    assert len(ok) == 1  # a request the application answered is logged once
+
+
+def test_a_request_timeout_is_in_the_access_log(caplog):
+    caplog.set_level("INFO", logger="django.server")
+    with serving(app, header_timeout=1) as server, socket.create_connection(server.bind_addr, timeout=5) as client:
+        client.sendall(b"GET /late HTTP/1.1\r\nHost: h\r\n")
+        assert responses(client.recv(65536)) == ["HTTP/1.1 408 Request Timeout"]
+    assert any(record.getMessage().startswith('127.0.0.1 "-" 408 16') for record in caplog.records)
