@@ -20,7 +20,6 @@ With ``--chart FILE`` (matplotlib installed), the requests per second are drawn 
 """
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -31,7 +30,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import CLIENT_CPU, ROOT, SMALL, SMALL_SIZE, THREADS, Server, free_port, make_files, request  # noqa: E402
+from bench.run import (  # noqa: E402
+    CLIENT_CPU,
+    SMALL,
+    SMALL_SIZE,
+    THREADS,
+    Server,
+    bench_project,
+    free_port,
+    gunicorn_command,
+    request,
+)
 
 PAGES = {"hello": "/hello/", "page": "/"}
 TARGETS = [
@@ -74,8 +83,7 @@ def django_servers(env, certificate=None, key=None):
 
     add("runcherrypy", [*ours, "127.0.0.1:PORT", *threads])
     add("bare cheroot", [python, "bench/bare_cheroot.py", "PORT", str(THREADS)])
-    gunicorn = [python, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", str(THREADS)]
-    add("gunicorn", [*gunicorn, "--bind", "127.0.0.1:PORT", "cherrytest.wsgi"])
+    add("gunicorn", gunicorn_command("PORT"))
     add(
         "waitress",
         [python, "-m", "waitress", f"--threads={THREADS}", "--listen=127.0.0.1:PORT", "cherrytest.wsgi:application"],
@@ -116,15 +124,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="runcherrypy-bench-") as tmp:
         workdir = Path(tmp)
-        source, collected = make_files(workdir)
-        env = {
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "BENCH_STATIC_ROOT": str(collected),
-            "BENCH_STATIC_DIR": str(source),
-            "BENCH_DATABASE": str(workdir / "db.sqlite3"),
-            "PYTHONPATH": str(ROOT),
-        }
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **env}, check=True)
+        env = bench_project(workdir)
         results = {}
         if "views" in parts:
             results["views"] = compare(django_servers(env), workdir, options, measure_views)
@@ -169,20 +169,10 @@ def tls_servers(env, workdir):
         Server("runcherrypy https", [*ours, f"127.0.0.1:{port}", *tls], env, port, ready_path="/hello/", scheme="https")
     )
     port = free_port()
-    gunicorn = [python, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", str(THREADS)]
     found.append(
         Server(
             "gunicorn https",
-            [
-                *gunicorn,
-                "--certfile",
-                str(certificate),
-                "--keyfile",
-                str(key),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "cherrytest.wsgi",
-            ],
+            gunicorn_command(port, "--certfile", str(certificate), "--keyfile", str(key)),
             {**env, "BENCH_WHITENOISE": "1"},
             port,
             ready_path="/hello/",

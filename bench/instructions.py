@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import ROOT, THREADS, free_port, make_files  # noqa: E402
+from bench.run import ROOT, THREADS, bench_project, free_port, gunicorn_command  # noqa: E402
 
 CONNECTIONS = 10
 
@@ -48,20 +48,7 @@ def commands(port):
             threads,
         ],
         "bare cheroot": [python, "bench/bare_cheroot.py", str(port), threads],
-        "gunicorn": [
-            python,
-            "-m",
-            "gunicorn",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "1",
-            "--threads",
-            threads,
-            "--bind",
-            f"127.0.0.1:{port}",
-            "cherrytest.wsgi",
-        ],
+        "gunicorn": gunicorn_command(port),
         "waitress": [
             python,
             "-m",
@@ -141,15 +128,7 @@ def main():
     few, many = options.requests
     with tempfile.TemporaryDirectory(prefix="runcherrypy-bench-") as tmp:
         workdir = Path(tmp)
-        source, collected = make_files(workdir)
-        env = {
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "BENCH_STATIC_ROOT": str(collected),
-            "BENCH_STATIC_DIR": str(source),
-            "BENCH_DATABASE": str(workdir / "db.sqlite3"),
-            "PYTHONPATH": str(ROOT),
-        }
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **env}, check=True)
+        env = bench_project(workdir)
         costs = {}
         for name in options.servers:
             costs[name] = (instructions(name, env, workdir, many) - instructions(name, env, workdir, few)) / (

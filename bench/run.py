@@ -72,6 +72,41 @@ def make_files(workdir):
     return source, collected
 
 
+def bench_project(workdir):
+    """Set the sample project up in ``workdir`` as the benchmarks serve it (``make_files``, a migrated database of
+    its own) and return the environment of a server running it (``bench/settings.py``)."""
+    source, collected = make_files(workdir)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "BENCH_STATIC_ROOT": str(collected),
+        "BENCH_STATIC_DIR": str(source),
+        "BENCH_DATABASE": str(workdir / "db.sqlite3"),
+        "PYTHONPATH": str(ROOT),
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **env}, check=True)
+    return env
+
+
+def gunicorn_command(port, *options):
+    """gunicorn with gthread workers: one process of ``THREADS`` threads on the sample, with ``options``."""
+    threads = str(THREADS)
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        "1",
+        "--threads",
+        threads,
+        *options,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "cherrytest.wsgi",
+    ]
+
+
 @dataclass
 class Server:
     name: str
@@ -155,15 +190,9 @@ def request(port, path, headers=None, scheme="http"):
         connection.close()
 
 
-def servers(workdir, source, collected):
+def servers(workdir, env):
     python = sys.executable
-    env = {
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "BENCH_STATIC_ROOT": str(collected),
-        "BENCH_STATIC_DIR": str(source),
-        "BENCH_DATABASE": str(workdir / "db.sqlite3"),
-        "PYTHONPATH": str(ROOT),
-    }
+    collected = env["BENCH_STATIC_ROOT"]
     found = []
     port = free_port()
     found.append(
@@ -189,20 +218,7 @@ def servers(workdir, source, collected):
     found.append(
         Server(
             "whitenoise",
-            [
-                python,
-                "-m",
-                "gunicorn",
-                "--worker-class",
-                "gthread",
-                "--workers",
-                "1",
-                "--threads",
-                str(THREADS),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "cherrytest.wsgi",
-            ],
+            gunicorn_command(port),
             {**env, "BENCH_WHITENOISE": "1"},
             port,
         )
@@ -329,20 +345,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="runcherrypy-bench-") as tmp:
         workdir = Path(tmp)
-        source, collected = make_files(workdir)
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v0"],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "DJANGO_SETTINGS_MODULE": "bench.settings",
-                "BENCH_STATIC_ROOT": str(collected),
-                "BENCH_STATIC_DIR": str(source),
-                "BENCH_DATABASE": str(workdir / "db.sqlite3"),
-            },
-            check=True,
-        )
-        running = servers(workdir, source, collected)
+        running = servers(workdir, bench_project(workdir))
         try:
             for server in running:
                 server.start(workdir)

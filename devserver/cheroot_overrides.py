@@ -887,13 +887,8 @@ class Connection(cheroot_server.HTTPConnection):
         self.read_deadline = time.time() + server.header_timeout
 
     def communicate(self):
-        """cheroot's ``communicate``, once ``read_head`` says a whole request is there; ``True`` (keep the
-        connection, in the selector) while it is not."""
-        state = read_head(self.server, self)
-        if state is HEAD_WAIT:
-            return True
-        if state is HEAD_CLOSED:
-            return False
+        """cheroot's ``communicate``, then the received body dropped. A connection reaches a worker only through
+        ``Server.process_conn``, whose ``read_head`` has found its request whole: it is not looked for again."""
         try:
             return super().communicate()
         finally:
@@ -1020,8 +1015,8 @@ def read_head(server, conn):
     connection's ``LineReader`` buffer, the body in ``conn.body``: parse it), ``HEAD_WAIT`` (not yet: what came
     is kept in ``conn.head_bytes`` or ``conn.body``, and the connection is to go back to the selector until more
     arrives) or ``HEAD_CLOSED`` (the client closed, or the socket failed). Called by ``Server.process_conn`` on the
-    selector's thread for every connection that has bytes to read, and again by ``Connection.communicate`` on the
-    worker, which then finds the request whole (or, for a pipelined one, in the buffer); it never blocks.
+    selector's thread for every connection that has bytes to read (or a pipelined request in its buffer), before
+    it goes to a worker; it never blocks.
 
     cheroot hands every connection that has a byte to read to a worker, which then waits for the rest of the request
     with a timeout per ``recv`` and no overall deadline: 150 clients sending a byte every 2 s held all 100
@@ -1032,8 +1027,7 @@ def read_head(server, conn):
     (``body_framing``) says whether a body follows; if one does, it is received into a ``BodyBuffer``, after a
     ``100 Continue`` if the client asked for one. Once all is there, the head and whatever followed the body are
     put in front of what ``LineReader`` has buffered, through ``_pyio``'s private ``_read_buf``/``_read_pos``.
-    Until then the worker is released at once, and later reads happen on the selector's thread, so that a slow
-    client wakes no worker.
+    Until then the connection goes back to the selector, so that a slow client wakes no worker.
 
     A head must be complete ``server.header_timeout`` seconds after its first byte (or after the connection was
     accepted), and each read of a body must bring bytes within ``server.timeout`` seconds of the last (nginx's
@@ -1061,8 +1055,6 @@ def read_head(server, conn):
 def _read_request(server, conn):
     rfile = conn.rfile
     body = conn.body
-    if body is not None and body.done:
-        return HEAD_READY  # received on the selector's thread; a worker now calls this again
     if body is None:
         pending = rfile._read_buf[rfile._read_pos :] if rfile._read_pos < len(rfile._read_buf) else b""
         pending = pending + conn.head_bytes if conn.head_bytes else pending

@@ -213,20 +213,19 @@ class Server(wsgi.Server):
             raise
 
     def bind_unix_socket(self, bind_addr):
-        """cheroot's, but a path that exists and is not a unix socket is refused (cheroot unlinks whatever lies
-        there), and so is a socket another server answers on; the file gets ``socket_mode`` (cheroot: 0o777)
-        before ``listen()``, so before any client can connect, and is removed by ``stop()``."""
+        """Replaces cheroot's with ``listen_on``, as a master of ``--workers`` binds: a path that exists and is
+        not a unix socket is refused (cheroot unlinks whatever lies there), and so is a socket another server
+        answers on; the file gets ``socket_mode`` (cheroot: 0o777) before ``listen()``, so before any client can
+        connect, and is removed by ``stop()``."""
         if self.listening_socket is not None:
             return self._take_listening_socket()
+        mode = 0o777 if self.socket_mode is None else self.socket_mode  # cheroot's, when none is given
         try:
-            _check_socket_path(bind_addr)
-            sock = super().bind_unix_socket(bind_addr)
-            if self.socket_mode is not None:
-                os.chmod(bind_addr, self.socket_mode)
-        except OSError as error:
-            reason = error.strerror or str(error)
-            self.bind_error = UnixSocketError(error.errno, f"Cannot listen on the unix socket {bind_addr}: {reason}.")
-            raise self.bind_error from error
+            sock = self.socket = listen_on(bind_addr, socket_mode=mode, backlog=self.request_queue_size)
+        except UnixSocketError as error:
+            self.bind_error = error
+            raise
+        self.bind_addr = bind_addr
         info = os.stat(bind_addr)
         self._socket_file = (bind_addr, info.st_dev, info.st_ino)
         return sock

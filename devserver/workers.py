@@ -24,6 +24,7 @@ then the descriptor to write ``ready`` and ``recycle`` lines to), and stops when
 """
 
 import contextlib
+import itertools
 import os
 import random
 import selectors
@@ -78,7 +79,7 @@ class WorkerLink:
     def counting(self, application, max_requests):
         """``application``, asking to be recycled after ``max_requests`` (plus up to 10% jitter) requests."""
         limit = max_requests + random.randint(0, max_requests // 10)
-        count = iter(range(1, 1 << 62)).__next__  # thread-safe: one C call
+        count = itertools.count(1).__next__  # thread-safe: one C call
 
         def counted(environ, start_response):
             if count() == limit:

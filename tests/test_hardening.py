@@ -47,6 +47,18 @@ def still_serving(port):
     return responses(data) == ["HTTP/1.1 200 OK"]
 
 
+def served_throughout(port, seconds):
+    """An ordinary request every 0.2 s for ``seconds``, each answered 200: the seconds each one took."""
+    latencies = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        assert still_serving(port)
+        latencies.append(time.monotonic() - started)
+        time.sleep(0.2)
+    return latencies
+
+
 def send_and_read(port, raw):
     """``raw_request`` for a server that may answer and close before it has taken all of ``raw``: what came back
     before the connection closed or was reset."""
@@ -281,13 +293,7 @@ def test_slow_and_silent_clients_hold_no_worker_and_others_are_served():
 
             dripper = threading.Thread(target=drip, daemon=True)
             dripper.start()
-            latencies = []
-            deadline = time.monotonic() + 6
-            while time.monotonic() < deadline:
-                started = time.monotonic()
-                assert still_serving(target[1])
-                latencies.append(time.monotonic() - started)
-                time.sleep(0.2)
+            latencies = served_throughout(target[1], 6)
             assert max(latencies) < 1, latencies
             assert server.pool_sizer.size < server.requests.max  # before: all 100 workers held
             assert server.pool_sizer.size <= server.requests.min + 2
@@ -360,13 +366,7 @@ def test_slow_bodies_hold_no_worker_and_others_are_served():
 
             dripper = threading.Thread(target=drip, daemon=True)
             dripper.start()
-            latencies = []
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                started = time.monotonic()
-                assert still_serving(target[1])
-                latencies.append(time.monotonic() - started)
-                time.sleep(0.2)
+            latencies = served_throughout(target[1], 5)
             stop.set()
             dripper.join()
             assert max(latencies) < 1, latencies
