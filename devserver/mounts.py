@@ -70,6 +70,16 @@ def url_prefix(url):
     return prefix, None
 
 
+def _url_setting(name):
+    """MEDIA_URL or STATIC_URL for mounting, read without fixing its value for the process: Django prefixes a
+    relative one with the script prefix of the request during which it is first read, and keeps that (a CGI script
+    at ``/cgi-bin/site.cgi`` then links ``/cgi-bin/site.cgi/static/``); read here, before any request, it would
+    keep ``/static/``. ``LazySettings.__setattr__`` drops its cached value the same way."""
+    value = getattr(settings, name)
+    settings.__dict__.pop(name, None)
+    return value
+
+
 def _settings_options(*names):
     try:
         return resolve(names, {}, settings)
@@ -140,7 +150,7 @@ def file_mounts(*, serve_static=True, insecure=False):
     if settings.MEDIA_ROOT:
         media = _mount(
             "MEDIA_URL",
-            settings.MEDIA_URL,
+            _url_setting("MEDIA_URL"),
             lambda: MediaHandler(settings.MEDIA_ROOT, link_roots=link_roots(), **media_options()),
             f"MEDIA_ROOT {settings.MEDIA_ROOT}",
         )
@@ -152,7 +162,7 @@ def file_mounts(*, serve_static=True, insecure=False):
     elif settings.DEBUG or insecure:
         static = _mount(
             "STATIC_URL",
-            settings.STATIC_URL,
+            _url_setting("STATIC_URL"),
             lambda: FinderHandler(finders.find, **static_options()),
             "staticfiles finders",
         )
@@ -160,7 +170,7 @@ def file_mounts(*, serve_static=True, insecure=False):
         problem = static_root_state()
         static = _mount(
             "STATIC_URL",
-            settings.STATIC_URL,
+            _url_setting("STATIC_URL"),
             lambda: MediaHandler(settings.STATIC_ROOT, link_roots=link_roots(), **static_options()),
             f"STATIC_ROOT {settings.STATIC_ROOT}"
             + (f", which {problem}: every static file is a 404 (run collectstatic)" if problem else ""),
