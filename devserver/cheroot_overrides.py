@@ -57,6 +57,9 @@ and its 304, with one piece at a time swapped for cheroot's own. A copy of chero
   cheroot's private selector, and its connections listed, so that a graceful stop first serves the requests that
   are still arriving on connections already accepted (cheroot's ``stop()`` closed them with the listening socket:
   under a rolling restart of ``--workers``, clients saw "connection closed without response").
+- ``SCGIConnection`` (with ``devserver.server.SCGIServer.process_conn``): cheroot's ``HTTPConnection`` with
+  ``communicate`` replaced, so that cheroot's selector, pool and graceful stop serve SCGI (one request per connection,
+  ``devserver.scgi``) instead of HTTP; it keeps the attributes ``Server.drain`` looks at.
 - ``worker_count`` and ``grow``: the live workers of a ``ThreadPool`` from its private ``_threads`` list (cheroot has
   no public count), and ``grow`` after its private ``_clear_dead_threads()``: cheroot keeps exited workers in that
   list until the next ``shrink()`` and counts them against ``max``, so a pool that had shrunk could not grow again
@@ -96,6 +99,7 @@ __all__ = [
     "Gateway",
     "LineReader",
     "Request",
+    "SCGIConnection",
     "current_date",
     "HEAD_CLOSED",
     "HEAD_READY",
@@ -909,6 +913,36 @@ class Connection(cheroot_server.HTTPConnection):
             self.head_bytes = b""
             self.discard_body()
         super().close()
+
+
+class SCGIConnection(cheroot_server.HTTPConnection):
+    """A connection from a front server that carries one SCGI request: ``communicate`` (cheroot's reads HTTP
+    requests until the connection closes) answers it with ``devserver.scgi.serve_connection``, each read of the
+    request within the server's ``header_timeout``, each write of the response within its ``timeout``, and returns ``False``, so that cheroot closes the connection. cheroot hands it
+    to a worker once its first bytes have arrived. ``read_deadline``, ``accepted_at``, ``head_bytes`` and ``body`` are
+    ``Connection``'s, for ``Server.drain``: a stop still answers a connection accepted just before it."""
+
+    head_bytes = b""
+    body = None
+
+    def __init__(self, server, sock, makefile=MakeFile):
+        super().__init__(server, sock, makefile)
+        self.accepted_at = time.monotonic()
+        self.read_deadline = time.time() + server.timeout
+
+    def communicate(self):
+        from .scgi import serve_connection
+
+        self.read_deadline = None
+        serve_connection(
+            self.socket,
+            self.server.wsgi_app,
+            read_timeout=self.server.header_timeout,
+            write_timeout=self.server.timeout,
+            max_header_size=self.server.max_request_header_size,
+            max_body_size=self.server.max_request_body_size,
+        )
+        return False
 
 
 HEAD_READY, HEAD_WAIT, HEAD_CLOSED = "ready", "wait", "closed"

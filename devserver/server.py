@@ -22,6 +22,7 @@ from .cheroot_overrides import (
     HEAD_WAIT,
     Connection,
     Gateway,
+    SCGIConnection,
     StrictHeaderReader,
     grow,
     read_head,
@@ -34,6 +35,7 @@ from .proxy import ForwardedHeaders
 
 __all__ = [
     "PoolSizer",
+    "SCGIServer",
     "Server",
     "ServerGroup",
     "ServingThread",
@@ -319,6 +321,21 @@ class Server(wsgi.Server):
         server_logger.log(level, "%s", msg, exc_info=traceback)
 
 
+class SCGIServer(Server):
+    """A ``Server`` that speaks SCGI to a front server instead of HTTP (``devserver.scgi``): the same listening
+    sockets, growing pool and graceful stop, one request per connection (``SCGIConnection``).
+    ``max_request_header_size`` bounds the netstring of variables, ``max_request_body_size`` the body (413);
+    ``timeout`` is what each read and write may take. The HTTP limits and ``ssl_adapter`` do not apply (the front
+    server parses HTTP and makes TLS), nor the access log (the front server keeps it)."""
+
+    ConnectionClass = SCGIConnection
+    access_log = None
+
+    def process_conn(self, conn):
+        """cheroot's: queue ``conn`` for a worker, which reads the request (``Server.process_conn`` reads HTTP)."""
+        wsgi.Server.process_conn(self, conn)
+
+
 class UnixSocketError(OSError):
     """A unix socket could not be made; ``strerror`` is one line that names the path and says why."""
 
@@ -386,6 +403,7 @@ def create_server(
     ssl_adapter=None,
     forwarded_allow_ips=OPTIONS_BY_NAME["forwarded_allow_ips"].default,
     access_log=Server.access_log,
+    server_class=Server,
     **options,
 ):
     """The one way a server is built, for the command, the live servers for tests and the tests.
@@ -395,17 +413,17 @@ def create_server(
     ``Server`` keyword arguments (``numthreads``, ``max``, ``shutdown_timeout``, ``socket_mode``, ...);
     ``ssl_adapter``: a cheroot TLS adapter or ``None``; ``forwarded_allow_ips``: the peers whose forwarding headers
     are applied (a ``devserver.proxy.TrustedPeers``; ``None``: the application sees the headers as sent);
-    ``access_log``: where each response is logged (``devserver.access_log``), or ``None``. Nothing is bound until
-    ``prepare()``.
+    ``access_log``: where each response is logged (``devserver.access_log``), or ``None``; ``server_class``:
+    ``Server``, or ``SCGIServer`` for SCGI. Nothing is bound until ``prepare()``.
     """
     if forwarded_allow_ips is not None:
         application = ForwardedHeaders(application, forwarded_allow_ips)
     servers = []
     for address in bind_addr if isinstance(bind_addr, list) else [bind_addr]:
         if isinstance(address, socket.socket):
-            server = Server(address.getsockname(), application, listening_socket=address, **options)
+            server = server_class(address.getsockname(), application, listening_socket=address, **options)
         else:
-            server = Server(address, application, **options)
+            server = server_class(address, application, **options)
         server.ssl_adapter = ssl_adapter
         server.access_log = access_log
         servers.append(server)

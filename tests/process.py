@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BANNER = re.compile(r"Starting cheroot server at (?P<urls>\S+(?: and \S+)*) with ")
+BANNER = re.compile(r"Starting cheroot (?:SCGI )?server at (?P<urls>\S+(?: and \S+)*) with ")
 SAMPLE = {"DJANGO_SETTINGS_MODULE": "cherrytest.settings"}
 """The environment that runs ``manage.py`` on the sample project (``cherrytest``) instead of the tests' own."""
 
@@ -44,11 +44,13 @@ def manage(tmp_path, *args, timeout=60, **env):
 class Runcherrypy:
     """A running ``manage.py runcherrypy``; ``url`` is read from its banner, its output is kept in ``lines``."""
 
+    command = "runcherrypy"
+
     def __init__(self, tmp_path, *args, start_timeout=30, cwd=ROOT, python=sys.executable, environ=None, **env):
         self.lines = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            [python, "manage.py", "runcherrypy", *args],
+            [python, "manage.py", self.command, *args],
             cwd=cwd,
             start_new_session=True,  # its own process group, for a Ctrl-C sent to the group
             env=environ if environ is not None else manage_env(tmp_path, **env),
@@ -70,7 +72,7 @@ class Runcherrypy:
             self.stop()
             raise RuntimeError("runcherrypy did not start:\n" + self.output)
         self.urls = match["urls"].split(" and ")
-        self.url = next((url for url in self.urls if url.startswith("http")), None)
+        self.url = next((url for url in self.urls if url.startswith(("http", "scgi"))), None)
         self.port = int(self.url.rsplit(":", 1)[1].rstrip("/")) if self.url else None
 
     def _read(self):
@@ -125,3 +127,9 @@ class Runcherrypy:
         self._reader.join(5)
         self.process.stdout.close()
         return status
+
+
+class Runscgi(Runcherrypy):
+    """A running ``manage.py runscgi`` (the long-running SCGI server); ``url`` is ``scgi://host:port/``."""
+
+    command = "runscgi"

@@ -25,7 +25,7 @@ from devserver.access_log import FileAccessLog, LoggerAccessLog
 from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.mounts import project_application
 from devserver.privileges import PidFile, identity
-from devserver.server import UnixSocketError, create_server, listen_on
+from devserver.server import Server, UnixSocketError, create_server, listen_on
 from devserver.systemd import ActivationError, listen_sockets, notify
 from devserver.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_signed
 from devserver.workers import Master, worker_link
@@ -101,6 +101,8 @@ class OptionParser(CommandParser):
 
 class Command(RunserverCommand, Reporter):
     help = "Serves the project on cheroot, a multithreaded HTTP/WSGI server, with MEDIA_URL and STATIC_URL."
+    server_name = "cheroot server"
+    server_class = Server
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -297,10 +299,14 @@ class Command(RunserverCommand, Reporter):
             addresses if len(addresses) > 1 else addresses[0],
             application,
             ssl_adapter=self.make_ssl_adapter(),
-            forwarded_allow_ips=self.values["forwarded_allow_ips"],
+            forwarded_allow_ips=self.forwarded_allow_ips(),
             access_log=self.make_access_log(),
+            server_class=self.server_class,
             **self.server_options,
         )
+
+    def forwarded_allow_ips(self):
+        return self.values["forwarded_allow_ips"]
 
     def make_self_signed(self):
         """A throwaway certificate for the hosts served; under the reloader its children reuse the parent's."""
@@ -428,7 +434,7 @@ class Command(RunserverCommand, Reporter):
         lines = [
             now,
             f"Django version {self.get_version()}, using settings {settings.SETTINGS_MODULE!r}",
-            f"Starting cheroot server at {' and '.join(urls)} with {capacity}",
+            f"Starting {self.server_name} at {' and '.join(urls)} with {capacity}",
         ]
         if settings.DEBUG and any(not _loopback(url) for url in urls if not url.startswith("unix:")):
             lines.append(
