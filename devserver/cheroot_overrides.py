@@ -918,9 +918,10 @@ class Connection(cheroot_server.HTTPConnection):
 class SCGIConnection(cheroot_server.HTTPConnection):
     """A connection from a front server that carries one SCGI request: ``communicate`` (cheroot's reads HTTP
     requests until the connection closes) answers it with ``devserver.scgi.serve_connection``, each read of the
-    request within the server's ``header_timeout``, each write of the response within its ``timeout``, and returns ``False``, so that cheroot closes the connection. cheroot hands it
-    to a worker once its first bytes have arrived. ``read_deadline``, ``accepted_at``, ``head_bytes`` and ``body`` are
-    ``Connection``'s, for ``Server.drain``: a stop still answers a connection accepted just before it."""
+    request within the server's ``header_timeout`` and each write of the response within its ``timeout``, and
+    returns ``False``, so that cheroot closes the connection. cheroot hands it to a worker once its first bytes have
+    arrived. ``read_deadline``, ``accepted_at``, ``head_bytes`` and ``body`` are ``Connection``'s, for
+    ``Server.drain``: a stop still answers a connection accepted just before it."""
 
     head_bytes = b""
     body = None

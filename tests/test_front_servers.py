@@ -3,6 +3,8 @@ values replaced): Apache's mod_cgi running the script ``cgi_script`` writes; ngi
 --inetd`` spawned per connection by ``systemd-socket-activate --inetd``, and to the long-running ``runscgi``;
 Apache's mod_proxy_scgi in front of ``runscgi``. Each serves the sample as a user sees it (``front.check_site``)."""
 
+import json
+import ssl
 import subprocess
 import sys
 
@@ -14,11 +16,8 @@ from .front import (
     free_port,
     prepare_sample,
     recipe,
-    scgi_raw,
-    scgi_request,
     start_apache,
     start_nginx,
-    wait_for_port,
 )
 from .http import fetch
 from .process import ROOT, Runscgi, manage, manage_env
@@ -81,8 +80,8 @@ def nginx_site(sock, port):
 
 
 def test_nginx_scgi_pass_to_runscgi_inetd_per_connection(sample, tmp_path):
-    """``systemd-socket-activate --accept --inetd`` stands in for the super-server (``deploy/systemd/runscgi-inetd.*`` say
-    the same to systemd): each connection nginx makes starts ``runscgi --inetd`` with the connection as its
+    """``systemd-socket-activate --accept --inetd`` stands in for the super-server (``deploy/systemd/runscgi-inetd.*``
+    say the same to systemd): each connection nginx makes starts ``runscgi --inetd`` with the connection as its
     standard input and output."""
     folder, env = sample
     activate = require("systemd-socket-activate", "systemd")
@@ -118,6 +117,64 @@ def test_nginx_scgi_pass_to_runscgi_on_a_unix_socket(sample, tmp_path, runscgi):
     nginx = start_nginx(tmp_path, nginx_site(sock, port), port)
     try:
         check_site(nginx.url)
+    finally:
+        nginx.stop()
+    assert "Traceback" not in running.output
+
+
+def peak_resident_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+
+
+def test_nginx_passes_the_client_and_https_and_a_large_file_streams_flat(tmp_path, runscgi):
+    """On the tests' project: ``REMOTE_ADDR`` and ``HTTPS`` from nginx's ``scgi_params`` reach Django (the client's
+    address, ``request.is_secure()``), and a 100 MB file goes through without the server's memory growing."""
+    media = tmp_path / "media"
+    media.mkdir()
+    with open(media / "big.bin", "wb") as file:
+        file.truncate(100 * 1024 * 1024)
+    sock = tmp_path / "site.sock"
+    running = runscgi("--unix-socket", str(sock), DJANGO_MEDIA_ROOT=str(media))
+    authority = trustme.CA()
+    issued = authority.issue_cert("localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    http_port, https_port = free_port(), free_port()
+    site = recipe(
+        "nginx/scgi.conf",
+        [
+            ("unix:/run/runscgi/site.sock", f"unix:{sock}"),
+            (
+                "listen 80;",
+                f"listen 127.0.0.1:{http_port};\n    listen 127.0.0.1:{https_port} ssl;\n"
+                f"    ssl_certificate {cert};\n    ssl_certificate_key {key};",
+            ),
+            ("example.com", "localhost"),
+        ],
+    )
+    nginx = start_nginx(tmp_path, site, https_port)
+    try:
+        context = ssl.create_default_context()
+        authority.configure_trust(context)
+        status, _, body = fetch(f"https://localhost:{https_port}", "/test/client/", tls=context)
+        assert status == 200
+        seen = json.loads(body)
+        assert (seen["remote_addr"], seen["is_secure"], seen["absolute_uri"]) == (
+            "127.0.0.1",
+            True,
+            "https://localhost/x/",  # Debian's scgi_params send HTTP_HOST as $host: without the port
+        )
+        status, _, body = fetch(f"http://localhost:{http_port}", "/test/client/")
+        assert status == 200 and json.loads(body)["is_secure"] is False
+
+        before = peak_resident_kib(running.process.pid)
+        status, headers, body = fetch(f"http://localhost:{http_port}", "/media/big.bin", timeout=60)
+        assert status == 200 and len(body) == 100 * 1024 * 1024 and body.count(0) == len(body)
+        del body
+        grown = peak_resident_kib(running.process.pid) - before
+        assert grown < 16 * 1024, f"the server's peak memory grew by {grown} KiB"
     finally:
         nginx.stop()
     assert "Traceback" not in running.output

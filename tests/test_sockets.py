@@ -187,14 +187,12 @@ def test_the_systemd_units_of_deploy_are_valid(tmp_path):
     """``deploy/systemd``'s units, with their example paths replaced, pass ``systemd-analyze verify``; how they run
     is what the socket-activation and notification tests above check."""
     analyze = require("systemd-analyze", "systemd")
-    for name in ("runcherrypy.socket", "runcherrypy.service"):
-        text = (ROOT / "deploy/systemd" / name).read_text()
-        text = text.replace("/srv/site/.venv/bin/python", sys.executable).replace("/srv/site", str(ROOT))
-        (tmp_path / name).write_text(text)
-    result = subprocess.run(
-        [analyze, "verify", str(tmp_path / "runcherrypy.socket"), str(tmp_path / "runcherrypy.service")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    for units in [("runcherrypy.socket", "runcherrypy.service"), ("runscgi-inetd.socket", "runscgi-inetd@.service")]:
+        for name in units:
+            text = (ROOT / "deploy/systemd" / name).read_text()
+            text = text.replace("/srv/site/.venv/bin/python", sys.executable).replace("/srv/site", str(ROOT))
+            (tmp_path / name).write_text(text)
+        result = subprocess.run(
+            [analyze, "verify", *(str(tmp_path / name) for name in units)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0 and not result.stderr.strip(), result.stderr

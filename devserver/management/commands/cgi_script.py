@@ -66,7 +66,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--python",
             metavar="PATH",
-            help="The interpreter the script runs with [default: this one, %s]." % sys.executable,
+            help=f"The interpreter the script runs with [default: this one, {sys.executable}].",
         )
 
     def handle(self, *args, **options):
