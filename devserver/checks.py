@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.checks import Warning, register
 
-from .mounts import static_root_state, url_prefix
+from .mounts import static_root_state, url_prefix, url_setting
 
 __all__ = ["static_root_check"]
 
@@ -12,7 +12,7 @@ __all__ = ["static_root_check"]
 def static_root_check(app_configs=None, **kwargs):
     """``devserver.W001``: DEBUG is off, STATIC_URL is served here from STATIC_ROOT, and STATIC_ROOT is missing or
     empty, so every static file would be a 404 (the admin comes up unstyled)."""
-    if settings.DEBUG or not settings.STATIC_ROOT or url_prefix(settings.STATIC_URL)[0] is None:
+    if settings.DEBUG or not settings.STATIC_ROOT or url_prefix(url_setting("STATIC_URL"))[0] is None:
         return []
     problem = static_root_state()
     if problem is None:

@@ -17,7 +17,6 @@ from django.core.servers.basehttp import get_internal_wsgi_application
 
 from .media import FinderHandler, MediaHandler
 from .options import OptionError, resolve
-from .server import build_application
 
 __all__ = [
     "Mount",
@@ -28,6 +27,7 @@ __all__ = [
     "static_options",
     "static_root_state",
     "url_prefix",
+    "url_setting",
 ]
 
 
@@ -70,7 +70,7 @@ def url_prefix(url):
     return prefix, None
 
 
-def _url_setting(name):
+def url_setting(name):
     """MEDIA_URL or STATIC_URL for mounting, read without fixing its value for the process: Django prefixes a
     relative one with the script prefix of the request during which it is first read, and keeps that (a CGI script
     at ``/cgi-bin/site.cgi`` then links ``/cgi-bin/site.cgi/static/``); read here, before any request, it would
@@ -150,7 +150,7 @@ def file_mounts(*, serve_static=True, insecure=False):
     if settings.MEDIA_ROOT:
         media = _mount(
             "MEDIA_URL",
-            _url_setting("MEDIA_URL"),
+            url_setting("MEDIA_URL"),
             lambda: MediaHandler(settings.MEDIA_ROOT, link_roots=link_roots(), **media_options()),
             f"MEDIA_ROOT {settings.MEDIA_ROOT}",
         )
@@ -162,7 +162,7 @@ def file_mounts(*, serve_static=True, insecure=False):
     elif settings.DEBUG or insecure:
         static = _mount(
             "STATIC_URL",
-            _url_setting("STATIC_URL"),
+            url_setting("STATIC_URL"),
             lambda: FinderHandler(finders.find, **static_options()),
             "staticfiles finders",
         )
@@ -170,7 +170,7 @@ def file_mounts(*, serve_static=True, insecure=False):
         problem = static_root_state()
         static = _mount(
             "STATIC_URL",
-            _url_setting("STATIC_URL"),
+            url_setting("STATIC_URL"),
             lambda: MediaHandler(settings.STATIC_ROOT, link_roots=link_roots(), **static_options()),
             f"STATIC_ROOT {settings.STATIC_ROOT}"
             + (f", which {problem}: every static file is a 404 (run collectstatic)" if problem else ""),
@@ -182,9 +182,13 @@ def file_mounts(*, serve_static=True, insecure=False):
     return [media, static]
 
 
-def project_application(*, serve_static=True, insecure=False):
+def project_application(*, serve_static=True, insecure=False, build=None):
     """The WSGI application ``runcherrypy`` serves, and its ``file_mounts``: the project's own
     (``WSGI_APPLICATION``, so middleware in its ``wsgi.py`` is kept) at the root, MEDIA_URL and STATIC_URL beside
-    it. Returns ``(application, mounts)``."""
+    it. ``build(django_app, mounts)`` makes the tree (default: ``devserver.server.build_application``, cheroot's
+    ``PathInfoDispatcher``; the gateways pass their own, to spare a CGI process cheroot's import). Returns
+    ``(application, mounts)``."""
+    if build is None:
+        from .server import build_application as build
     mounts = file_mounts(serve_static=serve_static, insecure=insecure)
-    return build_application(get_internal_wsgi_application(), mounts), mounts
+    return build(get_internal_wsgi_application(), mounts), mounts

@@ -382,3 +382,35 @@ def test_runscgi_refuses_what_is_for_http(tmp_path, args):
     assert result.returncode == 1
     message = "is for HTTP: under SCGI the front server speaks HTTP and TLS and keeps the access log."
     assert result.stderr.strip() == f"CommandError: {args[0]} {message}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "",
+        "/media",
+        "/media/",
+        "/media/a.png",
+        "/mediax/a",
+        "/static/admin/css/base.css",
+        "/static",
+        "/staticx",
+        "/a/media/b",
+        "/media/static/x",
+    ],
+)
+def test_the_gateways_dispatch_as_cheroot_does(path):
+    """``devserver.gateway.PathDispatcher`` stands in for ``cheroot.wsgi.PathInfoDispatcher`` (so that a CGI
+    process does not import cheroot): the same application and the same SCRIPT_NAME and PATH_INFO for each path;
+    a change in cheroot's dispatch fails here."""
+    from cheroot.wsgi import PathInfoDispatcher
+
+    from devserver.gateway import PathDispatcher
+
+    def app(name):
+        return lambda environ, start_response: (name, environ["SCRIPT_NAME"], environ["PATH_INFO"])
+
+    apps = [("", app("django")), ("/media", app("media")), ("/static/", app("static")), ("/static/admin", app("admin"))]
+    environ = {"SCRIPT_NAME": "/cgi-bin/site.cgi", "PATH_INFO": path}
+    assert PathDispatcher(list(apps))(dict(environ), None) == PathInfoDispatcher(list(apps))(dict(environ), None)
