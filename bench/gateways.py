@@ -194,6 +194,7 @@ def shapes(env, workdir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--only", action="append", help="run only this shape (http, scgi, ...; more than once)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-gateways-") as workdir:
         workdir = Path(workdir)
@@ -201,6 +202,8 @@ def main():
         env = bench_project(workdir)
         results = {}
         for name, run in shapes(env, workdir):
+            if options.only and name not in options.only:
+                continue
             port, stop = run()
             try:
                 wait_until_served(port)
@@ -211,11 +214,12 @@ def main():
                 stop()
             results[name] = (rate, p50, p99, requests)
             print(f"{name}: {rate:.1f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms ({requests} requests)", flush=True)
-    base = results["http"][0]
+    base = results["http"][0] if "http" in results else None
     print("\n| shape | req/s (10 connections) | against http | p50 ms (1 connection) | p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, (rate, p50, p99, _) in results.items():
-        print(f"| {name} | {rate:.1f} | {rate / base:.3f}× | {p50:.1f} | {p99:.1f} |")
+        ratio = f"{rate / base:.3f}×" if base else "-"
+        print(f"| {name} | {rate:.1f} | {ratio} | {p50:.1f} | {p99:.1f} |")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import tempfile
 import wsgiref.handlers
 from urllib.parse import unquote_to_bytes
 
+from . import gil_io
 from .gateway import GatewayHandler
 
 __all__ = [
@@ -121,23 +122,36 @@ def wsgi_environ(variables):
 
 
 class SCGIHandler(GatewayHandler, wsgiref.handlers.BaseCGIHandler):
-    """wsgiref's ``BaseCGIHandler`` writing the response to ``sock`` (a connected socket: whole writes with
-    ``sendall``, files with ``sendfile``) or to ``stream`` (a binary file: a pipe from a super-server), with
-    ``GatewayHandler``'s additions."""
+    """wsgiref's ``BaseCGIHandler`` writing the response to ``sock`` (a connected socket; files with
+    ``sendfile``) or to ``stream`` (a binary file: a pipe from a super-server), with ``GatewayHandler``'s
+    additions. Writes are gathered until wsgiref flushes (after each body chunk), so that the status line, the
+    header block and a small body leave in one send, made without giving up the GIL when the socket takes it at once
+    (``devserver.gil_io``: under load the GIL's convoy effect made each give-up cost milliseconds)."""
 
     def __init__(self, body, environ, *, sock=None, stream=None, multithread=True, multiprocess=False):
         super().__init__(body, stream, sys.stderr, environ, multithread=multithread, multiprocess=multiprocess)
         self.socket = sock
+        self._pending = []
 
     def _write(self, data):
-        if self.socket is not None:
-            self.socket.sendall(data)
-        else:
-            self.stdout.write(data)
+        self._pending.append(data)
 
     def _flush(self):
+        if not self._pending:
+            return
+        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
         if self.socket is None:
+            self.stdout.write(data)
             self.stdout.flush()
+            return
+        sent = gil_io.send(self.socket.fileno(), data) if gil_io.AVAILABLE else 0
+        if sent < len(data):
+            self.socket.sendall(memoryview(data)[sent:])
+
+    def finish_content(self):
+        super().finish_content()
+        self._flush()  # a response without a body: wsgiref sent only its headers, which wait in _pending
 
 
 def _answer(recv, application, *, sock=None, stream=None, max_header_size, max_body_size, multithread, on_read=None):
@@ -178,9 +192,20 @@ def serve_connection(
 
     if read_timeout is not None:
         sock.settimeout(read_timeout)
+    fd = sock.fileno()
+
+    def recv(size):
+        # What has arrived, without giving up the GIL (devserver.gil_io); a blocking read only when nothing has.
+        if gil_io.AVAILABLE:
+            try:
+                return gil_io.recv(fd)
+            except BlockingIOError:
+                pass
+        return sock.recv(size)
+
     try:
         return _answer(
-            sock.recv,
+            recv,
             application,
             sock=sock,
             max_header_size=max_header_size,
