@@ -143,8 +143,8 @@ def application(environ, start_response):
     if _application is None:
         with _lock:
             if _application is None:
-                # Loading makes few garbage cycles and many objects: the collector, run again and again by the
-                # allocations, cost 100 ms of a CGI request's 550 (measured with bench/gateways.py's cgi shape).
+                # Loading makes many objects and few garbage cycles: the collector, run again and again by the
+                # allocations, cost about 100 ms of a CGI request's 550 (the script timed over 3 × 10 runs).
                 collecting = gc.isenabled()
                 gc.disable()
                 try:

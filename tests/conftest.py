@@ -1,6 +1,6 @@
 import pytest
 
-from .process import SAMPLE, Runcherrypy
+from .process import SAMPLE, Runcherrypy, Runscgi
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,21 @@ def start_server(tmp_path):
 
     def start(*args, **env):
         running = Runcherrypy(tmp_path, *args, **env)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def runscgi(tmp_path):
+    """Start a long-running ``runscgi --noreload`` with the given arguments and environment; stopped at the end."""
+    started = []
+
+    def start(*args, **env):
+        running = Runscgi(tmp_path, "--noreload", *args, **env)
         started.append(running)
         return running
 

@@ -20,7 +20,7 @@ from .front import (
     start_nginx,
 )
 from .http import fetch
-from .process import ROOT, Runscgi, manage, manage_env
+from .process import ROOT, manage, manage_env
 from .tools import require
 
 
@@ -29,20 +29,6 @@ def sample(tmp_path_factory):
     """The sample with DEBUG off, migrated, a superuser, static files collected: ``(folder, environment)``."""
     folder = tmp_path_factory.mktemp("sample")
     return folder, prepare_sample(folder)
-
-
-@pytest.fixture
-def runscgi(tmp_path):
-    started = []
-
-    def start(*args, **env):
-        running = Runscgi(tmp_path, "--noreload", *args, **env)
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        running.stop()
 
 
 def test_apache_mod_cgi_runs_the_script_cgi_script_wrote(sample, tmp_path):

@@ -15,7 +15,7 @@ from devserver import scgi
 from devserver.gateway import GatewayHandler
 
 from .front import scgi_raw, scgi_request
-from .process import ROOT, Runscgi, manage, manage_env
+from .process import ROOT, manage, manage_env
 
 PICTURE = ROOT / "tests/project/media/picture.png"
 
@@ -242,26 +242,13 @@ def request_variables(path="/", method="GET", **extra):
     }
 
 
-@pytest.fixture
-def runscgi(tmp_path):
-    started = []
-
-    def start(*args, **env):
-        running = Runscgi(tmp_path, "--noreload", *args, **env)
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        running.stop()
-
-
 def test_runscgi_serves_and_keeps_serving_after_bad_input(runscgi):
     running = runscgi("127.0.0.1:0", "--header-timeout", "1", "--max-body-size", "1000")
     assert running.url.startswith("scgi://127.0.0.1:")
     response = scgi_request(running.port, request_variables("/test/client/"))
     assert response.startswith(b"Status: 200 OK\r\n") and b'"remote_addr": "192.0.2.7"' in response
 
+    descriptors = len(os.listdir(f"/proc/{running.process.pid}/fd"))
     bad = [
         b"12x:nonsense,",
         b"5:CONTE,",
@@ -284,6 +271,7 @@ def test_runscgi_serves_and_keeps_serving_after_bad_input(runscgi):
     assert response.startswith(b"Status: 413 Content Too Large\r\n")
     assert scgi_request(running.port, request_variables("/test/pid/")).startswith(b"Status: 200 OK")
     assert running.wait_for("SCGI connection closed unanswered: the front server sent nothing for 1")
+    assert len(os.listdir(f"/proc/{running.process.pid}/fd")) <= descriptors  # nothing leaked
     assert "Traceback" not in running.output
 
 

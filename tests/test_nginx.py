@@ -1,33 +1,21 @@
 """runcherrypy with two worker processes behind the distribution's nginx, on a unix socket, with HTTPS at nginx:
 ``deploy/nginx/runcherrypy.conf`` run as it is, with only its example values replaced."""
 
-import getpass
 import json
-import os
-import socket
 import ssl
-import subprocess
-import time
 
 import pytest
 import trustme
 
+from .front import free_port, recipe, start_nginx
 from .http import fetch
 from .process import ROOT, SAMPLE
 from .tools import require
 
-RECIPE = ROOT / "deploy/nginx/runcherrypy.conf"
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 @pytest.fixture(params=["tests", "sample"])
 def behind_nginx(request, start_server, tmp_path):
-    nginx = require("nginx", "nginx-light")
+    require("nginx", "nginx-light")
     sock = tmp_path / "site.sock"
     # Every unix-socket peer is trusted; 127.0.0.1 is not, here, since the test's client is on loopback too.
     running = start_server(
@@ -47,52 +35,23 @@ def behind_nginx(request, start_server, tmp_path):
     issued.private_key_pem.write_to_path(key)
     authority.cert_pem.write_to_path(ca)
     http_port, https_port = free_port(), free_port()
-    site = RECIPE.read_text()
-    for example, value in [
-        ("/run/runcherrypy/site.sock", str(sock)),
-        ("listen 80;", f"listen 127.0.0.1:{http_port};"),
-        ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
-        ("/etc/letsencrypt/live/example.com/fullchain.pem", str(cert)),
-        ("/etc/letsencrypt/live/example.com/privkey.pem", str(key)),
-        ("example.com", "localhost"),
-    ]:
-        assert example in site
-        site = site.replace(example, value)
-    (tmp_path / "site.conf").write_text(site)
-    user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
-    (tmp_path / "nginx.conf").write_text(
-        f"""{user}
-daemon off;
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/error.log;
-events {{}}
-http {{
-    access_log off;
-    client_body_temp_path {tmp_path}/body;
-    proxy_temp_path {tmp_path}/proxy;
-    include {tmp_path}/site.conf;
-}}
-"""
+    site = recipe(
+        "nginx/runcherrypy.conf",
+        [
+            ("/run/runcherrypy/site.sock", str(sock)),
+            ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+            ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
+            ("/etc/letsencrypt/live/example.com/fullchain.pem", str(cert)),
+            ("/etc/letsencrypt/live/example.com/privkey.pem", str(key)),
+            ("example.com", "localhost"),
+        ],
     )
-    process = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", https_port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    nginx = start_nginx(tmp_path, site, https_port)
     try:
         context = ssl.create_default_context(cafile=str(ca))
         yield request.param, running, f"https://localhost:{https_port}", context, http_port
     finally:
-        process.terminate()
-        process.wait(10)
+        nginx.stop()
 
 
 def test_behind_nginx_on_a_unix_socket(behind_nginx):
