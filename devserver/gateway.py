@@ -28,7 +28,7 @@ import wsgiref.handlers
 
 from .media import FileIterator
 
-__all__ = ["CGIHandler", "GatewayHandler", "PathDispatcher", "application", "build_application", "run_cgi"]
+__all__ = ["CGIHandler", "GatewayHandler", "PathDispatcher", "application", "run_cgi"]
 
 logger = logging.getLogger("devserver.gateway")
 
@@ -58,7 +58,7 @@ class GatewayHandler:
 
     def sendfile(self):
         result = self.result
-        if self.socket is None or self.environ.get("REQUEST_METHOD") == "HEAD":
+        if self.socket is None:  # a HEAD never gets here: finish_response has dropped its file
             return False
         try:
             offset = result.file.tell()
@@ -126,11 +126,6 @@ class PathDispatcher:
         raise LookupError(f"nothing is mounted at {path!r}")
 
 
-def build_application(django_app, mounts):
-    """``devserver.server.build_application`` with ``PathDispatcher``."""
-    return PathDispatcher([("", django_app), *((mount.prefix, mount.app) for mount in mounts if mount.app is not None)])
-
-
 _application = None
 _lock = threading.Lock()
 
@@ -161,7 +156,7 @@ def _load():
     django.setup(set_prefix=False)
     from .mounts import project_application
 
-    return project_application(build=build_application)[0]
+    return project_application(dispatcher=PathDispatcher)[0]
 
 
 def run_cgi():

@@ -20,6 +20,7 @@ from .options import OptionError, resolve
 
 __all__ = [
     "Mount",
+    "build_application",
     "file_mounts",
     "link_roots",
     "media_options",
@@ -182,13 +183,22 @@ def file_mounts(*, serve_static=True, insecure=False):
     return [media, static]
 
 
-def project_application(*, serve_static=True, insecure=False, build=None):
+def build_application(django_app, mounts, dispatcher=None):
+    """Return the WSGI application the server runs: ``django_app`` at the root, each mounted ``Mount`` at its
+    prefix, through ``dispatcher`` (default ``cheroot.wsgi.PathInfoDispatcher``: longest prefix first;
+    ``/staticfoo`` does not match ``/static``). The gateways pass ``devserver.gateway.PathDispatcher``, which
+    dispatches alike, to spare a CGI process cheroot's import.
+    """
+    if dispatcher is None:
+        from cheroot.wsgi import PathInfoDispatcher as dispatcher
+    apps = [("", django_app)]
+    apps.extend((mount.prefix, mount.app) for mount in mounts if mount.app is not None)
+    return dispatcher(apps)
+
+
+def project_application(*, serve_static=True, insecure=False, dispatcher=None):
     """The WSGI application ``runcherrypy`` serves, and its ``file_mounts``: the project's own
     (``WSGI_APPLICATION``, so middleware in its ``wsgi.py`` is kept) at the root, MEDIA_URL and STATIC_URL beside
-    it. ``build(django_app, mounts)`` makes the tree (default: ``devserver.server.build_application``, cheroot's
-    ``PathInfoDispatcher``; the gateways pass their own, to spare a CGI process cheroot's import). Returns
-    ``(application, mounts)``."""
-    if build is None:
-        from .server import build_application as build
+    it, through ``dispatcher`` (``build_application``). Returns ``(application, mounts)``."""
     mounts = file_mounts(serve_static=serve_static, insecure=insecure)
-    return build(get_internal_wsgi_application(), mounts), mounts
+    return build_application(get_internal_wsgi_application(), mounts, dispatcher), mounts

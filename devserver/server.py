@@ -1,5 +1,5 @@
-"""The cheroot side of ``runcherrypy``: the WSGI application tree, the server and its pool, and the one place
-where a server is built (``create_server``) and run in a thread (``ServingThread``).
+"""The cheroot side of ``runcherrypy``: the server and its pool, and the one place where a server is built
+(``create_server``) and run in a thread (``ServingThread``).
 
 Nothing here reads Django settings: ``devserver.mounts`` builds the application from them, ``devserver.options``
 resolves the options, and ``devserver.lifecycle`` runs the server until it is told to stop.
@@ -40,7 +40,6 @@ __all__ = [
     "ServerGroup",
     "ServingThread",
     "UnixSocketError",
-    "build_application",
     "create_server",
     "listen_on",
 ]
@@ -51,16 +50,6 @@ The pool's "all workers busy" warning goes here too, beside the requests it dela
 
 server_logger = logging.getLogger("devserver.server")
 """cheroot's own messages (``HTTPServer.error_log``)."""
-
-
-def build_application(django_app, mounts):
-    """Return the WSGI application the server runs: ``django_app`` at the root, each mounted ``Mount`` at its
-    prefix, through ``cheroot.wsgi.PathInfoDispatcher`` (longest prefix first; ``/staticfoo`` does not match
-    ``/static``).
-    """
-    apps = [("", django_app)]
-    apps.extend((mount.prefix, mount.app) for mount in mounts if mount.app is not None)
-    return wsgi.PathInfoDispatcher(apps)
 
 
 class PoolSizer(threading.Thread):
@@ -324,9 +313,10 @@ class Server(wsgi.Server):
 class SCGIServer(Server):
     """A ``Server`` that speaks SCGI to a front server instead of HTTP (``devserver.scgi``): the same listening
     sockets, growing pool and graceful stop, one request per connection (``SCGIConnection``).
-    ``max_request_header_size`` bounds the netstring of variables, ``max_request_body_size`` the body (413);
-    ``timeout`` is what each read and write may take. The HTTP limits and ``ssl_adapter`` do not apply (the front
-    server parses HTTP and makes TLS), nor the access log (the front server keeps it)."""
+    ``max_request_header_size`` bounds the netstring of variables, ``max_request_body_size`` the body (413); each
+    read of a request may take ``header_timeout`` seconds, each write of a response ``timeout``. The HTTP limits
+    and ``ssl_adapter`` do not apply (the front server parses HTTP and makes TLS), nor the access log (the front
+    server keeps it)."""
 
     ConnectionClass = SCGIConnection
     access_log = None

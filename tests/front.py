@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import django
 
-from .http import fetch
+from .http import fetch, raw_request
 from .process import ROOT, SAMPLE, manage
 from .tools import require
 
@@ -44,27 +44,10 @@ def wait_for_port(port, process, timeout=15):
 
 def scgi_request(target, variables, body=b"", timeout=15):
     """Send one SCGI request (``variables``: name → str; ``CONTENT_LENGTH`` and ``SCGI`` added first) to
-    ``target`` (a port on 127.0.0.1, or a unix socket path); return everything the server sent back."""
+    ``target`` (a port on 127.0.0.1, or what ``http.address`` takes); return everything the server sent back."""
     variables = {"CONTENT_LENGTH": str(len(body)), "SCGI": "1", **variables}
     header = b"".join(name.encode() + b"\0" + value.encode("latin-1") + b"\0" for name, value in variables.items())
-    return scgi_raw(target, str(len(header)).encode() + b":" + header + b"," + body, timeout=timeout)
-
-
-def scgi_raw(target, data, timeout=15, end_of_input=False):
-    if isinstance(target, int):
-        sock = socket.create_connection(("127.0.0.1", target), timeout=timeout)
-    else:
-        sock = socket.socket(socket.AF_UNIX)
-        sock.settimeout(timeout)
-        sock.connect(str(target))
-    with sock:
-        sock.sendall(data)
-        if end_of_input:
-            sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
+    return raw_request(target, str(len(header)).encode() + b":" + header + b"," + body, timeout=timeout)
 
 
 def prepare_sample(folder):

@@ -14,7 +14,8 @@ import pytest
 from devserver import scgi
 from devserver.gateway import GatewayHandler
 
-from .front import scgi_raw, scgi_request
+from .front import scgi_request
+from .http import raw_request
 from .process import ROOT, manage, manage_env
 
 PICTURE = ROOT / "tests/project/media/picture.png"
@@ -256,7 +257,7 @@ def test_runscgi_serves_and_keeps_serving_after_bad_input(runscgi):
         netstring([(b"CONTENT_LENGTH", b"10"), (b"SCGI", b"1")], b"short"),
     ]
     for data in bad:
-        assert scgi_raw(running.port, data, end_of_input=True) == b""  # closed, unanswered
+        assert raw_request(running.port, data, end_of_input=True) == b""  # closed, unanswered
     # A front server that goes silent in the middle of a body: closed after --header-timeout, while others are served.
     silent = socket.create_connection(("127.0.0.1", running.port))
     silent.sendall(netstring([(b"CONTENT_LENGTH", b"10"), (b"SCGI", b"1")], b"short"))

@@ -5,8 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from devserver.media import FinderHandler, MediaHandler, hashed_name
-from devserver.mounts import file_mounts, media_options, static_options, url_prefix
-from devserver.server import build_application
+from devserver.mounts import build_application, file_mounts, media_options, static_options, url_prefix
 
 from .wsgi import call
 

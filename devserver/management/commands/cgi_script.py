@@ -34,10 +34,14 @@ run_cgi()
 '''
 
 
+def settings_package():
+    """The folder of the settings' top-level package (``cherrytest/``)."""
+    return Path(importlib.import_module(settings.SETTINGS_MODULE.split(".")[0]).__file__).resolve().parent
+
+
 def project_dir():
     """The folder that holds the settings' top-level package: what ``manage.py`` puts on ``sys.path``."""
-    package = importlib.import_module(settings.SETTINGS_MODULE.split(".")[0])
-    return str(Path(package.__file__).resolve().parent.parent)
+    return str(settings_package().parent)
 
 
 def script_text(python=None):
@@ -95,8 +99,9 @@ class Command(BaseCommand):
         """Compile the project's modules (the settings' package and every installed app inside the project's
         folder, and devserver) to ``__pycache__``, since the CGI script's user may not write there and would
         then compile them on every request. Returns how many folders were compiled."""
-        root = Path(project_dir())
-        folders = {Path(importlib.import_module(settings.SETTINGS_MODULE.split(".")[0]).__file__).parent}
+        package = settings_package()
+        root = package.parent
+        folders = {package}
         folders.add(Path(__file__).resolve().parents[2])  # devserver
         for app_config in apps.get_app_configs():
             folder = Path(app_config.path)
