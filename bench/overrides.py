@@ -1,15 +1,18 @@
-"""What each piece of ``devserver/cheroot_overrides.py`` buys: the 5 KiB file and its 304, with one piece at a time
-swapped for cheroot's own (a narrow override calling ``super()``), against all of them in place.
+"""What each piece of ``devserver/cheroot_overrides.py`` buys: instructions per request for a 5 KiB file, its 304,
+and a small dynamic response ("hello"), with one piece at a time swapped for cheroot's own, against all of them in
+place.
 
-    python bench/overrides.py [--rounds 5] [--repeats 7] [--count 2000]
+    python bench/overrides.py [--count 1000]
 
-Run by hand from the project's folder, in its virtualenv. Each variant runs in a process of its own, pinned to CPU 0:
-a ``MediaHandler`` on ``devserver.server.create_server``, with requests a browser would send written into one end
-of a socketpair and the connection's ``communicate()`` called on the other, on one thread: what is measured is
-cheroot's request path and the handler, without the accept loop, the selector and the worker queue, which the pieces
-do not touch (and whose scheduling noise on a shared 2-core machine swamps a 5% difference in wrk's req/s). Variants
-take turns over the rounds; the medians are printed with each one's cost against "all". A piece whose removal costs
-less than 5% should be a narrow override rather than a copy of cheroot's code.
+Run by hand from the project's folder, in its virtualenv, with valgrind from the distribution (its counts are the
+same on every run, where wrk's req/s move by up to 40% on this shared machine). Each variant runs in a process of
+its own: a ``MediaHandler`` on ``devserver.server.create_server`` (for "hello", a WSGI application that answers with
+the body and the six headers Django's smallest view sends with its default middleware, without Django), with
+requests a browser would send written into one end of a socketpair and the connection's ``communicate()`` called on
+the other, on one thread: what is counted is cheroot's request path and the handler, without the accept loop, the
+selector and the worker queue, which the pieces do not touch. Each count is that of ``--count`` requests less that
+of none (start-up and imports). The cost of each variant is printed against "all". A piece whose removal costs less
+than 5% should be a narrow override rather than a copy of cheroot's code.
 """
 
 import argparse
@@ -37,6 +40,23 @@ overrides.Gateway.get_environ = get_environ
 from cheroot import wsgi
 overrides.Gateway.start_response = wsgi.Gateway_10.start_response
 """,
+    "request_line": """
+overrides.Request.read_plain_request_line = lambda self: False
+""",
+    "header_block": """
+from cheroot import server as cheroot_server
+class Collector:
+    def write(self, data):
+        self.data = data
+def header_block(self):
+    wfile, self.conn.wfile = self.conn.wfile, Collector()
+    try:
+        cheroot_server.HTTPRequest.send_headers(self)
+        return self.conn.wfile.data
+    finally:
+        self.conn.wfile = wfile
+overrides.Request.header_block = header_block
+""",
     "one_send": """
 from cheroot import wsgi
 def write(self, chunk):
@@ -63,7 +83,23 @@ from devserver import cheroot_overrides as overrides
 from devserver.media import MediaHandler
 from devserver.server import create_server
 
-server = create_server(("127.0.0.1", 8000), MediaHandler({root!r}, cache_control="no-cache"))
+HELLO_HEADERS = [
+    ("Content-Type", "text/plain"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Length", "14"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+]
+
+
+def hello(environ, start_response):  # what Django's smallest view answers, with its default middleware
+    start_response("200 OK", list(HELLO_HEADERS))
+    return [b"Hello, world!\\n"]
+
+
+app = hello if {hello!r} else MediaHandler({root!r}, cache_control="no-cache")
+server = create_server(("127.0.0.1", 8000), app)
 client, inner = socket.socketpair()
 conn = server.ConnectionClass(server, inner)
 request = {request!r}
@@ -77,6 +113,9 @@ BROWSER_REQUEST = (
     b"GET /five.css HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n"
     b"Accept-Encoding: gzip, deflate\r\nAccept-Language: en\r\nConnection: keep-alive\r\n"
 )
+
+
+HELLO = b"GET /hello/ "
 
 
 def instructions(code, count):
@@ -96,7 +135,7 @@ def instructions(code, count):
 def per_request(variant, root, request, count):
     """Instructions per request through cheroot and the handler: ``count`` requests, less the same process doing
     none (start-up, imports)."""
-    code = LOOP.format(patch=VARIANTS[variant], root=str(root), request=request)
+    code = LOOP.format(patch=VARIANTS[variant], root=str(root), request=request, hello=request.startswith(HELLO))
     return (instructions(code, count) - instructions(code, 0)) / count
 
 
@@ -110,15 +149,19 @@ def main():
         from devserver.media import describe
 
         etag = describe(str(root / "five.css"), (root / "five.css").stat()).etag
-        requests = (BROWSER_REQUEST + b"\r\n", BROWSER_REQUEST + f"If-None-Match: {etag}\r\n\r\n".encode())
+        requests = (
+            BROWSER_REQUEST + b"\r\n",
+            BROWSER_REQUEST + f"If-None-Match: {etag}\r\n\r\n".encode(),
+            BROWSER_REQUEST.replace(b"GET /five.css ", HELLO) + b"\r\n",
+        )
         results = {
             variant: [per_request(variant, root, request, args.count) for request in requests] for variant in VARIANTS
         }
-    base_small, base_304 = results["all"]
+    base = results["all"]
     print("Instructions per request (valgrind); 'cost' against 'all' (1.05: with cheroot's own piece, 5% more).")
-    print(f"{'cheroot own':15} {'5 KiB':>9} {'cost':>6} {'304':>9} {'cost':>6}")
-    for variant, (small, not_modified) in results.items():
-        print(f"{variant:15} {small:9.0f} {small / base_small:6.3f} {not_modified:9.0f} {not_modified / base_304:6.3f}")
+    print(f"{'cheroot own':15} " + " ".join(f"{name:>9} {'cost':>6}" for name in ("5 KiB", "304", "hello")))
+    for variant, counts in results.items():
+        print(f"{variant:15} " + " ".join(f"{n:9.0f} {n / b:6.3f}" for n, b in zip(counts, base, strict=True)))
 
 
 if __name__ == "__main__":

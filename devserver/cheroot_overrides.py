@@ -6,40 +6,48 @@ piece says what it replaces and why, and ``tests/test_cheroot_overrides.py`` pin
 cheroot release that moves it fails a test instead of misbehaving. Pinned to cheroot 11.1.x (``pyproject.toml``);
 CI also runs the tests against the newest release that range allows.
 
-Measured with ``bench/overrides.py``: instructions per request (valgrind, so the same on every run) for a 5 KiB file
-and its 304, with one piece at a time swapped for cheroot's own. A copy of cheroot's code stays only where it buys
-5% or more, or where it fixes a defect; otherwise the override is narrow and calls ``super()``.
+Measured with ``bench/overrides.py``: instructions per request (valgrind, so the same on every run) for a 5 KiB file,
+its 304 and a small dynamic response ("hello": the headers of Django's smallest view), with one piece at a time
+swapped for cheroot's own. A copy of cheroot's code stays only where it buys 5% or more, or where it fixes a defect;
+otherwise the override is narrow and calls ``super()``.
 
 - ``Gateway.get_environ``: a copy of ``cheroot.wsgi.Gateway_10.get_environ`` plus ``wsgi.file_wrapper``, with
   header names turned into ``HTTP_*`` keys through a bounded cache instead of ``str.format`` per header.
-  cheroot's own costs 12% more per 5 KiB request and 14% more per 304.
-- ``Gateway.start_response``: narrow. A copy in one pass over the headers bought 4.0% and 2.0%, so cheroot's is
-  called; the override only makes a second call with ``exc_info`` replace the first call's headers (PEP 3333),
-  where cheroot appends them (a duplicate Content-Type and a Content-Length that no longer fits).
+  cheroot's own costs 11% more per 5 KiB request, 13% more per 304 and 14% more per hello.
+- ``Gateway.start_response``: replaces cheroot's for two defects. cheroot sent a CR or LF in a status or header as
+  the application gave it (response splitting, CWE-113); here the status, names (tokens) and values are checked,
+  a bad one is a ``ValueError`` and the client gets a 500. A second call with ``exc_info`` replaces the first
+  call's headers (PEP 3333), where cheroot appends them (a duplicate Content-Type and a Content-Length that no
+  longer fits). With its checks, cheroot's own still costs 2% more per hello (one pass, names remembered).
 - ``Gateway.respond``: replaces cheroot's to add ``wsgi.file_wrapper`` bodies sent with ``socket.sendfile``, no body
   on HEAD (RFC 9110 §9.3.2; cheroot sends whatever the application yields, which breaks keep-alive framing), and
   ``close()`` always called (cheroot's own skips it when sending the headers raises because the client has gone:
   Django's ``request_finished`` then never fires). Correctness, not speed.
-- ``Gateway.write``: when the body is one chunk of exactly Content-Length bytes, the header block is collected by
-  swapping the connection's ``wfile`` for ``_HeaderCollector`` around cheroot's ``send_headers()`` and sent with the
-  body in one ``send`` (cheroot flushes each write: two sends, two TCP segments). Without it a 5 KiB response
-  costs 5.1% more instructions, besides the second segment on the wire. That send is made without giving up the
-  GIL (``devserver.gil_io``), as are ``read_head``'s reads: the GIL's convoy effect made the 99th percentile of a
-  Django view's latency five times its median.
+- ``Gateway.write``: when the body is one chunk of exactly Content-Length bytes, the header block
+  (``Request.header_block``) is sent with the body in one ``send`` (cheroot flushes each write: two sends, two TCP
+  segments). Without it a 5 KiB response costs 9.5% more instructions and a hello 10% more, besides the second
+  segment on the wire. That send is made without giving up the GIL (``devserver.gil_io``), as are ``read_head``'s
+  reads: the GIL's convoy effect made the 99th percentile of a Django view's latency five times its median.
 - ``StrictHeaderReader``: replaces ``cheroot.server.HeaderReader.__call__`` (and reads its module constant
   ``comma_separated_headers``): header syntax by RFC 9110 §5 and RFC 9112 §5 (cheroot accepted whitespace before
   the colon, NUL and bare CR in values, obs-fold), a repeated Host or conflicting Content-Length a 400 (upstream
   issue 737), a bounded count of fields, and names with ``_`` dropped as runserver drops them (cheroot's own
-  ``DropUnderscoreHeaderReader`` raises ``TypeError`` on every request in 11.1). Correctness first; its one loop
-  also costs less than cheroot's reader (4.3% and 4.9% of a request, measured before the stricter checks).
+  ``DropUnderscoreHeaderReader`` raises ``TypeError`` on every request in 11.1). Correctness, not speed: cheroot's
+  reader costs 7-10% less a request.
 - ``Request``: ``parse_request``, ``read_request_headers`` and ``respond`` replace cheroot's, for the framing rules
   of RFC 9112 §6 and §7 and the limits (cheroot framed a request with both Transfer-Encoding and Content-Length by
   the chunked coding and left the CRLF after the last chunk unread, so a front end that framed it by Content-Length
   passed a smuggled request through; a chunked body the application did not read was parsed as the next request;
   bad chunk framing was a 500 with a traceback; Content-Length ``+3`` was accepted). They reuse cheroot's
   ``read_request_line``, ``SizeCheckWrapper``, ``KnownLengthRFile`` and ``simple_response``.
-  ``Request.send_headers`` adds a ``Date`` formatted once a second and drains (or refuses to drain) an unread
-  body, then calls cheroot's (``super()``), which would read the whole rest of the body into memory at once.
+  ``Request.read_plain_request_line`` takes a request line as browsers send it (origin-form, printable ASCII, no
+  ``%``) with one regular expression and sets the fields cheroot's ``read_request_line`` would set; any other line
+  goes to cheroot's, which splits, ``urlsplit``s and unquotes it: 8% more per file request, 11% more per hello.
+  ``Request.send_headers`` writes ``Request.header_block``, which replaces cheroot's ``send_headers``: the same
+  completion of the headers (checked against cheroot's in the tests), with a ``Date`` formatted once a second, an
+  unread body drained in blocks up to ``DRAIN_LIMIT`` or the connection closed (cheroot read the whole rest into
+  memory at once), and the status line and headers joined once. cheroot's costs 9% more per file request and 11%
+  more per hello.
 - ``LineReader``: ``readline`` on cheroot's ``StreamReader`` (a ``_pyio.BufferedReader``) that finds a line
   already in the buffer with one ``bytes.find`` on ``_pyio``'s private ``_read_buf``/``_read_pos``. It is used only
   when a ``StreamReader`` has those fields (``LINE_READER_USABLE``); otherwise cheroot's own reading is used.
@@ -112,15 +120,7 @@ __all__ = [
 ]
 
 _ENVIRON_KEYS = {}  # request header name (bytes) -> WSGI environ key
-
-
-class _HeaderCollector:
-    """Stands in for a connection's ``wfile`` while cheroot's ``send_headers()`` writes the header block once."""
-
-    __slots__ = ("data",)
-
-    def write(self, data):
-        self.data = data
+_RESPONSE_NAMES = {}  # response header name (str) -> (name, lower-case name), both bytes; checked to be a token
 
 
 class Gateway(wsgi.Gateway_10):
@@ -235,13 +235,48 @@ class Gateway(wsgi.Gateway_10):
                     self.log_access()
 
     def start_response(self, status, headers, exc_info=None):
-        """cheroot's ``start_response``, except that a second call with ``exc_info`` before the headers are sent
-        replaces the first call's headers, as PEP 3333 says; cheroot appends them (a duplicate Content-Type, and a
-        Content-Length that no longer fits the body)."""
-        if exc_info and self.started_response and not self.req.sent_headers:
-            self.req.outheaders = []
-            self.remaining_bytes_out = None
-        return super().start_response(status, headers, exc_info)
+        """PEP 3333's ``start_response``; replaces cheroot's (``cheroot.wsgi.Gateway_10.start_response``), which
+        makes two function calls per header and checks nothing but types. Here, in one pass:
+
+        - ``status`` is three digits, then a space and a reason phrase, or nothing more; a header name is a token
+          (RFC 9110 §5.1), a value holds no control character but HTAB (§5.5): otherwise ``ValueError``, and the
+          client gets a 500. cheroot sent a CR or LF in them as given: a value made from user input could split the
+          response in two (CWE-113). ``TypeError`` for a status, name or value that is not a ``str``, and
+          ``UnicodeEncodeError`` for one that is not Latin-1, as under cheroot.
+        - A second call with ``exc_info`` before the headers are sent replaces the first call's headers, as PEP 3333
+          says; cheroot appended them (a duplicate Content-Type, and a Content-Length that no longer fits the body).
+          After they are sent, it raises ``exc_info``'s exception; without ``exc_info``, ``RuntimeError``.
+        """
+        req = self.req
+        if self.started_response:
+            if not exc_info:
+                raise RuntimeError("WSGI start_response called a second time with no exc_info.")
+            if req.sent_headers:
+                raise exc_info[1].with_traceback(exc_info[2])
+        if not isinstance(status, str):
+            raise TypeError("WSGI response status is not of type str.")
+        encoded_status = status.encode("ISO-8859-1")
+        if _STATUS.fullmatch(encoded_status) is None:
+            raise ValueError(f"Malformed WSGI response status {status!r}.")
+        outheaders, values, length = [], [], None
+        for name, value in headers:
+            known = _RESPONSE_NAMES.get(name)
+            if known is None:
+                known = _response_name(name)
+            if not isinstance(value, str):
+                raise TypeError(f"WSGI response header value {value!r} is not of type str.")
+            value = value.encode("ISO-8859-1")
+            if known[1] == b"content-length":
+                length = int(value)
+            outheaders.append((known[0], value))
+            values.append(value)
+        if _BAD_VALUE_BYTE.search(b"\t".join(values)):
+            raise ValueError("A WSGI response header value holds a control character (CR, LF, NUL...).")
+        self.started_response = True
+        self.remaining_bytes_out = length
+        req.status = encoded_status
+        req.outheaders = outheaders
+        return self.write
 
     def can_sendfile(self):
         return self.req.server.ssl_adapter is None
@@ -274,18 +309,13 @@ class Gateway(wsgi.Gateway_10):
         req = self.req
         if not req.sent_headers and self.remaining_bytes_out == len(chunk) and self.started_response:
             # The whole body: one send with the headers.
-            wfile, collector = req.conn.wfile, _HeaderCollector()
-            req.conn.wfile = collector
-            try:
-                req.ensure_headers_sent()
-            finally:
-                req.conn.wfile = wfile
-            data = collector.data + chunk
+            req.sent_headers = True
+            data = req.header_block() + chunk
             if gil_io.AVAILABLE and not req.conn.tls:
                 # Without giving up the GIL (devserver.gil_io): the rest, if the socket's buffer is full, as before.
                 data = data[gil_io.send(req.conn.socket.fileno(), data) :]
             if data:
-                wfile.write(data)
+                req.conn.wfile.write(data)
             self.remaining_bytes_out = 0
         else:
             super().write(chunk)
@@ -322,7 +352,14 @@ _COMMA_SEPARATED = frozenset(cheroot_server.comma_separated_headers)
 # One match per line: the name, a token; the value, without surrounding blanks or control characters but HTAB.
 _FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[^\x00-\x1f\x7f]|\t)*?)[ \t]*\r\n")
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_STATUS = re.compile(rb"[0-9]{3}(?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A request line as browsers and proxies send it (RFC 9112 §3), for Request.read_plain_request_line: the method,
+# the request-target (origin-form: a path starting with one "/", in printable ASCII without "%" or "#"), the path,
+# the query. cheroot answers 400 to a line with bytes past ASCII (urlsplit cannot decode it), so these go to it.
+_PLAIN_REQUEST_LINE = re.compile(
+    rb"([A-Z]+) ((/(?!/)[^%#?\x00-\x20\x7f-\xff]*)(?:\?([^#\x00-\x20\x7f-\xff]*))?) HTTP/1\.([01])\r\n"
+)
 _BAD_TARGET_BYTE = re.compile(rb"[\x00-\x20\x7f]")
 _DIGITS = re.compile(rb"[0-9]{1,19}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -343,6 +380,21 @@ FRAMING_ALLOWANCE = 4096
 """Bytes of chunked framing (size lines, extensions, the CRLF after each chunk, trailers) a body may have before it
 must carry at least 8 bytes of data for each byte of framing: decoding costs about 4 µs a chunk, so a body of
 one-byte chunks (or of long extensions, as in Node's CVE-2024-22019) would cost far more to read than to send."""
+
+
+def _response_name(name):
+    """``(name, name.lower())`` as bytes for a response header name (a ``str``), remembered for the next response
+    (at most 512 names: the application may make them from input); ``TypeError`` or ``ValueError`` if it is not a
+    ``str`` holding a token."""
+    if not isinstance(name, str):
+        raise TypeError(f"WSGI response header key {name!r} is not of type str.")
+    encoded = name.encode("ISO-8859-1")
+    if _TOKEN.fullmatch(encoded) is None:
+        raise ValueError(f"WSGI response header name {name!r} is not a token.")
+    known = (encoded, encoded.lower())
+    if len(_RESPONSE_NAMES) < 512:
+        _RESPONSE_NAMES[name] = known
+    return known
 
 
 _date = (0, b"")
@@ -560,7 +612,8 @@ class Request(cheroot_server.HTTPRequest):
 
     - ``parse_request``: replaces cheroot's to bound the request line (``server.max_request_line``: 414) apart from
       the header block (``server.max_request_header_size`` bytes and ``server.max_headers`` fields: 431, where
-      cheroot answered 413 for a header block that was too large).
+      cheroot answered 413 for a header block that was too large); a plain request line is read by
+      ``read_plain_request_line``, any other by cheroot's ``read_request_line``.
     - ``read_request_headers``: replaces cheroot's. Transfer-Encoding with Content-Length, Transfer-Encoding on
       HTTP/1.0, ``chunked`` not the final coding, a Content-Length that is not digits, a missing Host on HTTP/1.1:
       400 and the connection closed (RFC 9112 §6.1, §6.3, §3.2); another transfer coding 501; a Content-Length over
@@ -571,8 +624,8 @@ class Request(cheroot_server.HTTPRequest):
       ``read_chunked_body``, and one with a Content-Length is read by the application from the connection). A
       chunked body is then seen with a Content-Length, as under waitress: a framing error is a 400 from the server
       rather than an exception in the application, and no byte of it can be taken for the next request.
-    - ``send_headers``: adds a ``Date`` formatted once a second; drains an unread body up to ``DRAIN_LIMIT`` or
-      closes the connection; then calls cheroot's.
+    - ``send_headers``: writes ``header_block``, which replaces cheroot's: a ``Date`` formatted once a second; an
+      unread body drained up to ``DRAIN_LIMIT``, or the connection closed.
     """
 
     body_buffered = False
@@ -588,21 +641,54 @@ class Request(cheroot_server.HTTPRequest):
 
     def parse_request(self):
         server = self.server
-        self.rfile = cheroot_server.SizeCheckWrapper(self.conn.rfile, server.max_request_line)
-        try:
-            if not self.read_request_line():
+        if not self.read_plain_request_line():
+            self.rfile = cheroot_server.SizeCheckWrapper(self.conn.rfile, server.max_request_line)
+            try:
+                if not self.read_request_line():
+                    return
+            except cheroot_errors.MaxSizeExceeded:
+                self.simple_response("414 Request-URI Too Long", "The request line is too long.")
                 return
-        except cheroot_errors.MaxSizeExceeded:
-            self.simple_response("414 Request-URI Too Long", "The request line is too long.")
-            return
-        if not _TOKEN.fullmatch(self.method) or _BAD_TARGET_BYTE.search(self.uri):
-            # RFC 9112 §3: a method is a token, a request-target has no control characters (cheroot passed a NUL
-            # on to the application, as PATH_INFO).
-            self._refuse("400 Bad Request", "Malformed Request-Line.")
-            return
+            if not _TOKEN.fullmatch(self.method) or _BAD_TARGET_BYTE.search(self.uri):
+                # RFC 9112 §3: a method is a token, a request-target has no control characters (cheroot passed a
+                # NUL on to the application, as PATH_INFO).
+                self._refuse("400 Bad Request", "Malformed Request-Line.")
+                return
         self.rfile = self.conn.rfile  # the header reader bounds what it reads itself
         if self.read_request_headers():
             self.ready = True
+
+    def read_plain_request_line(self):
+        """Take the request line from the connection's ``LineReader`` buffer if it is a plain one, as browsers and
+        proxies send it: an upper-case method (not CONNECT), a path that starts with one ``/`` and holds only
+        printable ASCII but ``%`` and ``#``, an optional query, ``HTTP/1.0`` or ``HTTP/1.1``, CRLF, within
+        ``server.max_request_line`` bytes. Then it sets what cheroot's ``read_request_line`` sets for such a line
+        (``method``, ``uri``, ``path``, ``qs``, ``authority``, the protocols) and returns ``True``; else it reads
+        nothing and returns ``False``, and cheroot's parses the line. cheroot's splits, ``urlsplit``s and unquotes
+        every line, for a tenth of the server's work on a small response; ``tests/test_cheroot_overrides.py``
+        checks that both give the same fields."""
+        rfile = self.conn.rfile
+        if type(rfile) is not LineReader:
+            return False
+        if rfile._read_pos >= len(rfile._read_buf):  # read_head has not filled it (a connection it does not read)
+            rfile.peek(1)
+        buffer, start = rfile._read_buf, rfile._read_pos
+        end = buffer.find(b"\n", start) + 1
+        limit = self.server.max_request_line
+        if not end or (limit and end - start > limit):
+            return False
+        matched = _PLAIN_REQUEST_LINE.fullmatch(buffer, start, end)
+        if matched is None or matched[1] == b"CONNECT":
+            return False
+        rfile._read_pos = end
+        rfile.bytes_read += end - start
+        self.started_request = True
+        self.method, self.uri, self.path, query, minor = matched.groups()
+        self.qs = query or b""
+        self.authority = b""
+        self.request_protocol = b"HTTP/1." + minor
+        self.response_protocol = "HTTP/1.0" if minor == b"0" or self.server.protocol == "HTTP/1.0" else "HTTP/1.1"
+        return True
 
     def _refuse(self, status, message):
         self.close_connection = True
@@ -740,17 +826,27 @@ class Request(cheroot_server.HTTPRequest):
             self.conn.wfile.write(b"0\r\n\r\n")
 
     def send_headers(self):
-        for name, _ in self.outheaders:
-            if name.lower() == b"date":
-                break
-        else:
-            self.outheaders.append((b"Date", current_date()))
+        self.conn.wfile.write(self.header_block())
+
+    def header_block(self):
+        """The response's status line and header block (bytes), for ``send_headers`` to write or ``Gateway.write``
+        to send with the body. The headers are completed as cheroot's ``send_headers`` completes them (chunked
+        coding or a closed connection for a body of unknown length, ``Connection``, ``Keep-Alive``, ``Server``),
+        which this replaces, with three changes:
+
+        - ``Date`` is formatted once a second (``current_date``), not on every response;
+        - a body the application left unread is drained in blocks up to ``DRAIN_LIMIT`` bytes, or the connection is
+          closed (cheroot read the whole rest into memory at once); one received whole before the application ran
+          is left alone (nothing of it is on the connection);
+        - while the server stops (``server.draining``), the connection is closed after this response.
+        """
+        headers = self.outheaders
+        names = {name.lower() for name, _ in headers}
         if self.server.draining:  # stopping: this is the connection's last response
             self.close_connection = True
         remaining = getattr(self.rfile, "remaining", 0)
         if self.body_buffered:
-            # Nothing of it is left on the connection; cheroot would read the rest of the file into memory at once
-            # (the application keeps its own reference to wsgi.input).
+            # The application keeps its own reference to wsgi.input.
             self.rfile = _NO_BODY
         elif remaining and not self.close_connection:
             if remaining > DRAIN_LIMIT:
@@ -758,7 +854,33 @@ class Request(cheroot_server.HTTPRequest):
             else:
                 while self.rfile.remaining and self.rfile.read(min(self.rfile.remaining, 65536)):
                     pass
-        super().send_headers()
+        status = int(self.status[:3])
+        if status == 413:
+            self.close_connection = True
+        elif b"content-length" not in names and status >= 200 and status not in (204, 205, 304):
+            if self.response_protocol == "HTTP/1.1" and self.method != b"HEAD":
+                self.chunked_write = True
+                headers.append((b"Transfer-Encoding", b"chunked"))
+            else:  # closing the connection is the only way to tell where the body ends
+                self.close_connection = True
+        if not self.close_connection:
+            self.close_connection = not self.server.can_add_keepalive_connection
+        if b"connection" not in names:
+            if self.response_protocol == "HTTP/1.1":
+                if self.close_connection:
+                    headers.append((b"Connection", b"close"))
+            elif not self.close_connection:
+                headers.append((b"Connection", b"Keep-Alive"))
+        if (b"Connection", b"Keep-Alive") in headers:
+            headers.append((b"Keep-Alive", f"timeout={self.server.timeout}".encode("ascii")))
+        if b"date" not in names:
+            headers.append((b"Date", current_date()))
+        if b"server" not in names:
+            headers.append((b"Server", self.server.server_name.encode("ISO-8859-1")))
+        lines = [self.server.protocol.encode("ascii") + b" " + self.status]
+        lines += [name + b": " + value for name, value in headers]
+        lines += (b"", b"")
+        return b"\r\n".join(lines)
 
 
 _NO_BODY = cheroot_server.KnownLengthRFile(io.BytesIO(), 0)

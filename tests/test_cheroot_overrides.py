@@ -7,6 +7,7 @@ import io
 import json
 import os
 import socket
+from contextlib import contextmanager
 
 import pytest
 from cheroot import server as cheroot_server
@@ -40,11 +41,13 @@ def test_the_internals_it_relies_on_are_there():
         "makefile",
     ]
     assert inspect.signature(cheroot_server.HTTPConnection.__init__).parameters["makefile"].default is MakeFile
-    # The one-send path swaps the connection's wfile around send_headers, which writes the head with one write.
-    assert "self.conn.wfile.write" in inspect.getsource(cheroot_server.HTTPRequest.send_headers)
-    # Request.send_headers drains the body itself, or swaps a received one out of cheroot's reach: cheroot reads
-    # the rest of self.rfile in one call.
-    assert "self.rfile.read(remaining)" in inspect.getsource(cheroot_server.HTTPRequest.send_headers)
+    # Request.send_headers (header_block) replaces cheroot's: cheroot still reaches it through
+    # ensure_headers_sent, and writes a body in the chunked coding that header_block chose through chunked_write.
+    assert "self.send_headers()" in inspect.getsource(cheroot_server.HTTPRequest.ensure_headers_sent)
+    assert "self.chunked_write" in inspect.getsource(cheroot_server.HTTPRequest.write)
+    # Gateway.start_response replaces cheroot's, whose write() reads what it sets.
+    source = inspect.getsource(wsgi.Gateway.write)
+    assert "self.started_response" in source and "self.remaining_bytes_out" in source
     # The header reader folds the headers cheroot lists as comma-separated.
     assert b"Accept" in cheroot_server.comma_separated_headers
     # read_head reads a socket with a timeout through its descriptor, which must then be non-blocking; cheroot's
@@ -222,3 +225,188 @@ def test_a_pool_that_shrank_grows_again():
         assert overrides.worker_count(pool) == 2
         overrides.grow(pool, 4)
         assert overrides.worker_count(pool) == 6
+
+
+@contextmanager
+def requests_of(server):
+    """A function making a ``Request`` of ``server`` on a connection from a socketpair on which the bytes it is
+    given have arrived; the connections are closed after the ``with`` block."""
+    conns = []
+
+    def make(data):
+        client, inner = socket.socketpair()
+        with client:
+            client.sendall(data)
+        conns.append(server.ConnectionClass(server, inner))
+        return overrides.Request(server, conns[-1])
+
+    try:
+        yield make
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+REQUEST_FIELDS = ("method", "uri", "path", "qs", "authority", "scheme", "request_protocol", "response_protocol")
+
+PLAIN_LINES = [
+    b"GET / HTTP/1.1",
+    b"GET /hello/ HTTP/1.1",
+    b"GET /static/app/site.css?v=3&x=%20y HTTP/1.1",
+    b"POST /form/? HTTP/1.1",
+    b"HEAD /a?b?c HTTP/1.0",
+    b"OPTIONS /x HTTP/1.1",
+    b"DELETE /a;b=c/d.e HTTP/1.1",
+    b"PROPFIND /~user/_-.!$&'()*+,;=:@ HTTP/1.1",
+]
+
+OTHER_LINES = [
+    b"GET //evil.example/x HTTP/1.1",  # urlsplit takes it for an authority
+    b"GET /a%2Fb%20c HTTP/1.1",  # unquoted, %2F kept
+    b"GET /a#fragment HTTP/1.1",
+    b"CONNECT /x HTTP/1.1",
+    b"GET http://h/x HTTP/1.1",
+    b"OPTIONS * HTTP/1.1",
+    b"get / HTTP/1.1",
+    b"GET / HTTP/2.0",
+    b"GET / HTTP/1.2",
+    b"GET /caf\xc3\xa9 HTTP/1.1",
+    b"GET /?q=caf\xc3\xa9 HTTP/1.1",
+    b"GET  / HTTP/1.1",
+    b"GET / HTTP/1.1 ",
+    b"GET /\x00 HTTP/1.1",
+]
+
+
+@pytest.mark.parametrize("line", PLAIN_LINES + OTHER_LINES)
+def test_the_plain_request_line_is_read_as_cheroot_reads_it(line):
+    """read_plain_request_line takes a line only where it sets what cheroot's read_request_line sets; any other
+    line it leaves unread for cheroot's. A cheroot release that parses differently fails here."""
+    with serving(environ_app) as server, requests_of(server) as request_on:
+        data = line + b"\r\nHost: h\r\n\r\n"
+        ours = request_on(data)
+        theirs = request_on(data)
+        theirs.rfile = cheroot_server.SizeCheckWrapper(theirs.conn.rfile, server.max_request_line)
+        theirs.simple_response = lambda *args: None
+        taken = ours.read_plain_request_line()
+        assert taken == (line in PLAIN_LINES)
+        if not taken:
+            assert ours.conn.rfile.read(len(data)) == data  # nothing consumed
+            return
+        assert cheroot_server.HTTPRequest.read_request_line(theirs) is True
+        assert {name: getattr(ours, name) for name in REQUEST_FIELDS} == {
+            name: getattr(theirs, name) for name in REQUEST_FIELDS
+        }
+        assert ours.started_request and ours.conn.rfile.read(len(data)) == b"Host: h\r\n\r\n"
+
+
+@pytest.mark.parametrize(("size", "status"), [(64, "HTTP/1.1 200 OK"), (65, "HTTP/1.1 414 Request-URI Too Long")])
+def test_a_plain_request_line_over_the_limit_is_left_to_cheroots_414(size, status):
+    line = b"GET /" + b"a" * (size - len(b"GET / HTTP/1.1\r\n")) + b" HTTP/1.1\r\n"
+    assert len(line) == size
+    with serving(environ_app, max_request_line=64) as server, requests_of(server) as request_on:
+        ((answer, _, _),) = exchange(server.bind_addr[1], line + b"Host: h\r\nConnection: close\r\n\r\n")
+        assert answer == status
+        assert request_on(line).read_plain_request_line() == (size <= 64)
+
+
+HEADER_CASES = [
+    # (response protocol, method, status, headers)
+    ("HTTP/1.1", b"GET", b"200 OK", [(b"Content-Type", b"text/plain"), (b"Content-Length", b"5")]),
+    ("HTTP/1.1", b"GET", b"200 OK", [(b"Content-Type", b"text/plain")]),  # chunked
+    ("HTTP/1.1", b"HEAD", b"200 OK", [(b"Content-Type", b"text/plain")]),  # closed
+    ("HTTP/1.0", b"GET", b"200 OK", [(b"Content-Length", b"5")]),  # Keep-Alive
+    ("HTTP/1.0", b"GET", b"200 OK", []),  # closed
+    ("HTTP/1.1", b"GET", b"304 Not Modified", [(b"ETag", b'"x"')]),
+    ("HTTP/1.1", b"GET", b"204 No Content", []),
+    ("HTTP/1.1", b"GET", b"101 Switching Protocols", []),
+    ("HTTP/1.1", b"POST", b"413 Request Entity Too Large", [(b"Content-Length", b"0")]),
+    ("HTTP/1.1", b"GET", b"200 OK", [(b"Connection", b"close"), (b"Server", b"app"), (b"Content-Length", b"0")]),
+    ("HTTP/1.0", b"GET", b"200 OK", [(b"Connection", b"Keep-Alive"), (b"Content-Length", b"0")]),
+]
+
+
+@pytest.mark.parametrize(("protocol", "method", "status", "headers"), HEADER_CASES)
+@pytest.mark.parametrize("close_connection", [False, True])
+def test_the_header_block_is_cheroots(protocol, method, status, headers, close_connection):
+    """Request.header_block completes the headers as cheroot's send_headers does, but for Date, which it formats
+    once a second (compared here without it). A cheroot release that completes them differently fails here."""
+
+    class Collector:
+        def write(self, data):
+            self.data = data
+
+    with serving(environ_app) as server, requests_of(server) as request_on:
+        blocks, requests = [], []
+        for _ in range(2):
+            request = request_on(b"")
+            request.response_protocol, request.method, request.status = protocol, method, status
+            request.outheaders = list(headers)
+            request.close_connection = close_connection
+            request.rfile = overrides._NO_BODY
+            requests.append(request)
+        ours, theirs = requests
+        blocks.append(ours.header_block())
+        theirs.conn.wfile = Collector()
+        cheroot_server.HTTPRequest.send_headers(theirs)
+        blocks.append(theirs.conn.wfile.data)
+    ours_lines, theirs_lines = (
+        [line for line in block.split(b"\r\n") if not line.startswith(b"Date: ")] for block in blocks
+    )
+    assert ours_lines == theirs_lines
+    assert all(block.count(b"\r\nDate: ") == 1 for block in blocks)
+    assert (ours.close_connection, ours.chunked_write) == (theirs.close_connection, theirs.chunked_write)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        ("200 OK", [("Content-Type", "text/plain\r\nSet-Cookie: session=stolen")]),
+        ("200 OK", [("X-Value", "a\nb")]),
+        ("200 OK", [("X-Value", "a\x00b")]),
+        ("200 OK", [("Bad Name", "x")]),
+        ("200 OK", [("Bad:Name", "x")]),
+        ("200 OK", [("", "x")]),
+        ("200 OK", [(b"X-Bytes", "x")]),
+        ("200 OK", [("X-Bytes", b"x")]),
+        ("200 OK", [("X-Text", "\u2603")]),
+        ("200 OK\r\nSet-Cookie: session=stolen", []),
+        ("OK", []),
+        (b"200 OK", []),
+    ],
+)
+def test_a_header_that_could_split_the_response_is_a_500(status, headers):
+    """cheroot sent CR and LF in a status or header as given (response splitting, CWE-113): a 500 now, with no
+    trace of the header and no traceback (the connection is then closed, as after any failure of the application);
+    the server serves the next connection."""
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/ok":
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+        start_response(status, headers)
+        return [b"body"]
+
+    with serving(app) as server:
+        ((status_line, head, body),) = exchange(
+            server.bind_addr[1], b"GET /bad HTTP/1.1\r\nHost: h\r\n\r\nGET /ok HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
+        ((ok_status, _, ok_body),) = exchange(
+            server.bind_addr[1], b"GET /ok HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        )
+    assert status_line.startswith("HTTP/1.1 500")
+    assert b"stolen" not in body and "stolen" not in str(head) and b"Traceback" not in body
+    assert (ok_status, ok_body) == ("HTTP/1.1 200 OK", b"ok")
+
+
+def test_a_header_name_is_remembered_only_up_to_a_bound(monkeypatch):
+    monkeypatch.setattr(overrides, "_RESPONSE_NAMES", {})
+
+    def app(environ, start_response):
+        start_response("200 OK", [(f"X-{index}", "v") for index in range(600)] + [("Content-Length", "0")])
+        return [b""]
+
+    with serving(app) as server:
+        ((status, _, _),) = exchange(server.bind_addr[1], b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert status == "HTTP/1.1 200 OK"
+    assert len(overrides._RESPONSE_NAMES) == 512
