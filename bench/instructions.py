@@ -1,14 +1,16 @@
-"""Instructions per request of Django's smallest view, server by server: runcherrypy, bare cheroot, gunicorn
-(gthread) and waitress, each running the sample project with 10 threads in one process under valgrind.
+"""Instructions per request of Django's smallest view (or the sample's page), server by server: runcherrypy, bare
+cheroot, gunicorn (gthread) and waitress, each running the sample project with 10 threads in one process under
+valgrind.
 
-    python bench/instructions.py [--requests 100 600]
+    python bench/instructions.py [--requests 100 600] [--path /hello/] [--servers ...]
 
 Run by hand from the project's folder, in its virtualenv with bench/requirements.txt installed and valgrind from the
 distribution. bench/dynamic.py's requests per second move by up to 40% from one run to the next on this shared
-machine; the instructions a server executes for a request do not. Each server is run twice under cachegrind (every
-process it starts included), answering the first and then the second count of ``/hello/`` requests from 10
-keep-alive connections; the difference, over the difference of the counts, is what one request costs, with
-start-up and the first requests' imports left out. Every server answers on 127.0.0.1 only.
+machine; the instructions a server executes for a request move by about 1%. Each server is run twice under
+cachegrind (every process it starts included), answering the first and then the second count of requests for
+``--path`` (``/hello/`` by default; ``/`` is the sample's page) from 10 keep-alive connections; the difference, over
+the difference of the counts, is what one request costs, with start-up and the first requests' imports left out.
+Every server answers on 127.0.0.1 only.
 """
 
 import argparse
@@ -60,14 +62,14 @@ def commands(port):
     }
 
 
-def hello(port, count):
-    """``count`` GETs of /hello/ over ``CONNECTIONS`` keep-alive connections; all must be 200."""
+def hello(port, count, path="/hello/"):
+    """``count`` GETs of ``path`` over ``CONNECTIONS`` keep-alive connections; all must be 200."""
 
     def run(share):
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         try:
             for _ in range(share):
-                connection.request("GET", "/hello/")
+                connection.request("GET", path)
                 response = connection.getresponse()
                 response.read()
                 assert response.status == 200, response.status
@@ -79,8 +81,9 @@ def hello(port, count):
         list(pool.map(run, shares))
 
 
-def instructions(name, env, workdir, count):
-    """Instructions executed by server ``name`` (all its processes) from start to stop, answering ``count``."""
+def instructions(name, env, workdir, count, path="/hello/"):
+    """Instructions executed by server ``name`` (all its processes) from start to stop, answering ``count``
+    requests for ``path``."""
     port = free_port()
     out = workdir / f"cg-{name.replace(' ', '-')}-{count}"
     out.mkdir()
@@ -109,7 +112,7 @@ def instructions(name, env, workdir, count):
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError(f"{name} did not start under valgrind") from None
                 time.sleep(0.5)
-        hello(port, count)
+        hello(port, count, path)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(300)
@@ -123,6 +126,7 @@ def instructions(name, env, workdir, count):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, nargs=2, default=[100, 600], metavar=("FEW", "MANY"))
+    parser.add_argument("--path", default="/hello/", help="the URL path requested (default /hello/)")
     parser.add_argument("--servers", nargs="+", choices=list(commands(0)), default=list(commands(0)))
     options = parser.parse_args()
     few, many = options.requests
@@ -131,10 +135,9 @@ def main():
         env = bench_project(workdir)
         costs = {}
         for name in options.servers:
-            costs[name] = (instructions(name, env, workdir, many) - instructions(name, env, workdir, few)) / (
-                many - few
-            )
-            print(f"{name}: {costs[name]:,.0f} instructions per request", flush=True)
+            counts = [instructions(name, env, workdir, count, options.path) for count in (many, few)]
+            costs[name] = (counts[0] - counts[1]) / (many - few)
+            print(f"{name}: {costs[name]:,.0f} instructions per request for {options.path}", flush=True)
     ours = costs.get("runcherrypy")
     print()
     for name, cost in costs.items() if ours else ():
