@@ -271,13 +271,15 @@ def report(results, options, rounds=None):
                 print(f"runcherrypy {metric}: {ours[metric]:.1f} ms, {ratio:.2f}x granian's")
         for metric, peer, target in TARGETS:
             if peer in medians:
+                # Met only if both the ratio of the medians and the median of the rounds' ratios say so.
                 ratios = round_ratios(rounds, metric, peer)
-                ratio = statistics.median(ratios)
-                verdict = "met" if ratio >= target else "NOT met"
+                of_medians, by_rounds = ours[metric] / medians[peer][metric], statistics.median(ratios)
+                verdict = {2: "met", 1: "within the noise"}.get(
+                    (of_medians >= target) + (by_rounds >= target), "NOT met"
+                )
                 print(
-                    f"target {metric} at least {target}x {peer}: {ratio:.2f}x (median of the rounds' ratios; "
-                    f"{ratios[0]:.2f}x to {ratios[-1]:.2f}x; {sum(r >= target for r in ratios)} of {len(ratios)} "
-                    f"rounds at least {target}x), {verdict}"
+                    f"target {metric} at least {target}x {peer}: {of_medians:.2f}x by the medians, {by_rounds:.2f}x "
+                    f"by the rounds' ratios ({ratios[0]:.2f}x to {ratios[-1]:.2f}x), {verdict}"
                 )
         if "granian" in medians:
             ratio = ours["hello p99 ms"] / medians["granian"]["hello p99 ms"]
