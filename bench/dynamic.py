@@ -51,22 +51,28 @@ TARGETS = [
 ]
 
 
+LATENCY_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}  # wrk's latency units, in ms
+
+
 def wrk(port, path, *, seconds, scheme="http", cpus=CLIENT_CPU, connections=10):
-    """``(requests per second, p99 latency in ms)`` of wrk against ``path``."""
-    command = ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    """``(requests per second, p50 latency in ms, p99 latency in ms, requests)`` of wrk against ``path``, wrk
+    pinned to ``cpus`` (``None``: not pinned)."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "30s"]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
     result = subprocess.run(
-        [*command, "--timeout", "30s", f"{scheme}://127.0.0.1:{port}{path}"],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
+        [*command, f"{scheme}://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 60
     )
     output = result.stdout
     if result.returncode != 0 or "Non-2xx or 3xx responses" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk reported errors:\n{output}{result.stderr}")
+
+    def percentile(name):
+        value, unit = re.search(rf"^\s+{name}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        return float(value) * LATENCY_UNITS[unit]
+
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
-    value, unit = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
-    requests = int(re.search(r"(\d+) requests in", output)[1])
-    return rate, float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit], requests
+    return rate, percentile("50"), percentile("99"), int(re.search(r"(\d+) requests in", output)[1])
 
 
 def django_servers(env, certificate=None, key=None):
@@ -188,7 +194,7 @@ def measure_views(server, seconds):
         status = request(server.port, path)[0]
         assert status == 200, (server.name, path, status)
         cpu = server.cpu_seconds()
-        results[f"{name} req/s"], results[f"{name} p99 ms"], requests = wrk(server.port, path, seconds=seconds)
+        results[f"{name} req/s"], _, results[f"{name} p99 ms"], requests = wrk(server.port, path, seconds=seconds)
         # The server's CPU time per request: steadier than the rate on a shared machine.
         results[f"{name} CPU µs/req"] = (server.cpu_seconds() - cpu) / requests * 1e6
     return results

@@ -17,7 +17,6 @@ threads, in turn; wrk asks for ``/`` with 1 connection (the time one request tak
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,31 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.dynamic import wrk  # noqa: E402
 from bench.run import ROOT, THREADS, bench_project, free_port, request  # noqa: E402
 from tests.front import recipe, start_apache, start_nginx  # noqa: E402
-
-UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def wrk(port, *, connections, seconds):
-    """``(requests per second, p50 ms, p99 ms, requests)`` of wrk asking for ``/``."""
-    result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "30s"]
-        + [f"http://127.0.0.1:{port}/"],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-    )
-    output = result.stdout
-    if result.returncode != 0 or "Non-2xx or 3xx responses" in output or "Socket errors" in output:
-        raise RuntimeError(f"wrk reported errors:\n{output}{result.stderr}")
-
-    def percentile(name):
-        value, unit = re.search(rf"^\s+{name}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
-        return float(value) * UNITS[unit]
-
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
-    return rate, percentile("50"), percentile("99"), int(re.search(r"(\d+) requests in", output)[1])
 
 
 def nginx_in_front(folder, site_name, socket_path, port, upstream):
@@ -207,9 +184,9 @@ def main():
             port, stop = run()
             try:
                 wait_until_served(port)
-                wrk(port, connections=1, seconds=1)  # warm up: the first request loads the project
-                _, p50, p99, _ = wrk(port, connections=1, seconds=options.seconds)
-                rate, _, _, requests = wrk(port, connections=10, seconds=options.seconds)
+                wrk(port, "/", connections=1, seconds=1, cpus=None)  # warm up: the first request loads the project
+                _, p50, p99, _ = wrk(port, "/", connections=1, seconds=options.seconds, cpus=None)
+                rate, _, _, requests = wrk(port, "/", connections=10, seconds=options.seconds, cpus=None)
             finally:
                 stop()
             results[name] = (rate, p50, p99, requests)
