@@ -5,6 +5,7 @@ DJANGO_ALLOWED_HOSTS takes a comma-separated list.
 """
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -36,6 +37,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# django-browser-reload (installed with the tests' requirements) reloads the open pages when code, a template or a
+# static file changes: each page keeps an event stream open, which runcherrypy ends at once at a stop or reload.
+BROWSER_RELOAD = DEBUG and find_spec("django_browser_reload") is not None
+if BROWSER_RELOAD:
+    INSTALLED_APPS.append("django_browser_reload")
+    MIDDLEWARE.append("django_browser_reload.middleware.BrowserReloadMiddleware")
 
 ROOT_URLCONF = "cherrytest.urls"
 

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -5,3 +6,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("cherrytest.app.urls")),
 ]
+if settings.BROWSER_RELOAD:
+    urlpatterns.append(path("__reload__/", include("django_browser_reload.urls")))

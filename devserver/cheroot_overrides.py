@@ -75,6 +75,7 @@ otherwise the override is narrow and calls ``super()``.
 """
 
 import contextlib
+import errno
 import io
 import logging
 import os
@@ -83,6 +84,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import threading
 import time
 
 from cheroot import errors as cheroot_errors
@@ -94,6 +96,7 @@ from django.utils.http import http_date
 
 from . import gil_io
 from .media import FileIterator
+from .streams import END_WAIT, is_stream, shut
 
 __all__ = [
     "LINE_READER_USABLE",
@@ -144,6 +147,7 @@ class Gateway(wsgi.Gateway_10):
         self.body_bytes = 0
         self.response_length = None
         self.cut_off = False
+        self.ended = False  # a stream ended by the server (devserver.streams)
 
     def get_environ(self):
         """The WSGI environ, as ``cheroot.wsgi.Gateway_10.get_environ`` builds it, plus ``wsgi.file_wrapper``;
@@ -209,11 +213,13 @@ class Gateway(wsgi.Gateway_10):
         self.response_length = self.remaining_bytes_out
         try:
             if self.req.method == b"HEAD":
-                if type(response) is not FileIterator:
+                if type(response) is not FileIterator and not is_stream(response):
                     for _ in response:
                         pass
             elif type(response) is FileIterator and self.remaining_bytes_out is not None and self.can_sendfile():
                 self.sendfile(response)
+            elif is_stream(response):
+                self.stream(response)
             else:
                 for chunk in response:
                     if chunk:
@@ -233,6 +239,53 @@ class Gateway(wsgi.Gateway_10):
                         close()
                 finally:
                     self.log_access()
+
+    def stream(self, response):
+        """Send ``response``, a stream (``devserver.streams.is_stream``), chunk by chunk until it ends or the server
+        ends it (``end``): each chunk is written under ``lock``, after checking that it has not been ended."""
+        self.lock = threading.Lock()
+        streams = self.req.server.streams
+        streams.add(self)
+        try:
+            for chunk in response:
+                with self.lock:
+                    if self.ended:
+                        break
+                    if chunk:
+                        if not isinstance(chunk, bytes):
+                            raise ValueError("WSGI Applications must yield bytes")
+                        self.write(chunk)
+        finally:
+            streams.discard(self)
+
+    def end(self):
+        """End this stream from another thread (``devserver.streams``), at once: its status line and headers sent
+        if its iterator has yielded nothing yet, then its last chunk if it is chunked (RFC 9112 §7.1), and the
+        connection shut down. The worker stops at the iterator's next chunk (``stream``). A worker in the middle of
+        a write (a client that does not read) is not waited for past ``END_WAIT`` seconds: the connection is shut
+        down under it."""
+        req = self.req
+        if not self.lock.acquire(timeout=END_WAIT):
+            self.ended = True
+            shut(req.conn.socket)
+            return
+        try:
+            if self.ended:
+                return
+            self.ended = True
+            req.close_connection = True
+            data = b""
+            if not req.sent_headers and self.started_response:
+                req.sent_headers = True
+                data = req.header_block()
+            if req.chunked_write:
+                data += b"0\r\n\r\n"
+                req.chunked_write = False  # not again by Request.respond
+            if data:
+                _send_now(req.conn, data)
+            shut(req.conn.socket)
+        finally:
+            self.lock.release()
 
     def start_response(self, status, headers, exc_info=None):
         """PEP 3333's ``start_response``; replaces cheroot's (``cheroot.wsgi.Gateway_10.start_response``), which
@@ -819,11 +872,17 @@ class Request(cheroot_server.HTTPRequest):
         self._respond_with_body()
 
     def _respond_with_body(self):
-        self.server.gateway(self).respond()
-        if self.ready:
-            self.ensure_headers_sent()
-        if self.chunked_write:
-            self.conn.wfile.write(b"0\r\n\r\n")
+        try:
+            self.server.gateway(self).respond()
+            if self.ready:
+                self.ensure_headers_sent()
+            if self.chunked_write:
+                self.conn.wfile.write(b"0\r\n\r\n")
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as error:
+            # A TLS client that went away mid-response (a browser leaving a page with an event stream): a closed
+            # connection, as over plain HTTP, which cheroot's communicate() ends quietly; it logged these two with
+            # a traceback ("socket.error 8").
+            raise ConnectionResetError(errno.ECONNRESET, "The TLS peer closed the connection.") from error
 
     def send_headers(self):
         self.conn.wfile.write(self.header_block())
@@ -1012,10 +1071,16 @@ class Connection(cheroot_server.HTTPConnection):
         # flood of silent or slow connections wakes no worker.
         self.read_deadline = time.time() + server.header_timeout
 
+    busy_answered = False
+    """Set by ``answer_busy`` when it takes the connection: the worker that gets it from the queue leaves it."""
+
     def communicate(self):
         """cheroot's ``communicate``, then the received body dropped. A connection reaches a worker only through
-        ``Server.process_conn``, whose ``read_head`` has found its request whole: it is not looked for again."""
+        ``Server.process_conn``, whose ``read_head`` has found its request whole: it is not looked for again. One
+        that waited too long for a worker has been answered 503 already (``answer_busy``): it is closed."""
         try:
+            if self.server.queued.pop(self, None) is None and self.busy_answered:
+                return False
             return super().communicate()
         finally:
             self.discard_body()  # the request took it, or was refused before it could
@@ -1035,6 +1100,29 @@ class Connection(cheroot_server.HTTPConnection):
             self.head_bytes = b""
             self.discard_body()
         super().close()
+
+
+_BUSY_BODY = b"Every worker thread is busy: retry later.\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+def answer_busy(server, conn):
+    """Answer ``conn``, queued for a worker that has not come, with a 503 and close it, unless a worker took it
+    meanwhile (``server.queued``: whoever pops the connection from it has it). Called from the ``PoolSizer``'s
+    thread."""
+    conn.busy_answered = True  # before the pop: a worker that finds the entry gone must find this set
+    if server.queued.pop(conn, None) is None:
+        conn.busy_answered = False
+        return
+    _send_now(conn, _BUSY)
+    shut(conn.socket)
+    if server.access_log is not None:
+        rfile = conn.rfile
+        line = rfile._read_buf[rfile._read_pos :].split(b"\r\n", 1)[0][:200] if type(rfile) is LineReader else b""
+        server.access_log.log(conn.remote_addr, line.decode("latin-1") or "-", 503, len(_BUSY_BODY), 0.0)
 
 
 class SCGIConnection(cheroot_server.HTTPConnection):
@@ -1361,7 +1449,11 @@ def stop_accepting(server):
 def waiting_connections(server):
     """The connections in cheroot's selector (its private ``_selector.connections``): idle keep-alive ones, and new
     or slow ones whose request has not all arrived."""
-    return [conn for _, conn in server._connections._selector.connections if conn is not server]
+    return [
+        conn
+        for _, conn in server._connections._selector.connections
+        if conn is not server and type(conn) is not SelectorWaker
+    ]
 
 
 def worker_count(pool):
@@ -1375,3 +1467,37 @@ def grow(pool, amount):
     cheroot's ``grow`` counts them against ``max``, so a pool that has shrunk could not grow again."""
     pool._clear_dead_threads()
     pool.grow(amount)
+
+
+def pool_threads(pool):
+    """The worker threads of a cheroot ``ThreadPool`` (its private ``_threads``), taken before its ``stop()``,
+    which empties that list before it joins them: ``Server.settled`` watches them to know when the requests in
+    flight have finished without joining the ones held by an ended stream."""
+    return list(pool._threads)
+
+
+class SelectorWaker:
+    """A stand-in connection in cheroot's selector (its private ``_connections._selector``) that ends its
+    ``select()`` at once: the read end of a socket pair. cheroot's ``ConnectionManager.stop()`` waits for its loop to
+    notice the stop, up to ``expiration_interval`` (0.5 s) when no socket is ready, and the listening socket that
+    cheroot's ``stop()`` touches to wake it has already been taken out of the selector by ``stop_accepting``.
+    ``Server.process_conn`` ignores it; ``last_used`` keeps cheroot's expiry of idle connections away from it.
+    """
+
+    last_used = float("inf")
+    read_deadline = None  # Server.drain waits for no request on it
+
+    def __init__(self, server):
+        self.socket, self._writer = socket.socketpair()
+        server._connections._selector.register(self.socket.fileno(), 1, self)  # selectors.EVENT_READ
+
+    def wake(self, server):
+        """Ask cheroot's selector loop to stop (its private ``_stop_requested``, which its ``stop()`` sets too) and
+        wake it now."""
+        server._connections._stop_requested = True
+        with contextlib.suppress(OSError):
+            self._writer.send(b"\0")
+
+    def close(self):
+        self.socket.close()
+        self._writer.close()

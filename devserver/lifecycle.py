@@ -5,24 +5,27 @@ and says things (``Reporter``): the banner, what stopping means, errors.
 
 Under systemd, ``READY=1`` is sent once serving and ``STOPPING=1`` on the first stop signal (``NOTIFY_SOCKET``).
 
-Stopping (both ways of running): the first SIGINT or SIGTERM stops accepting connections, closes idle keep-alive
-connections and lets the requests in flight finish, up to the server's ``shutdown_timeout`` (and ``GRACE`` seconds
-more for cheroot's join); the exit status is then 0. A second signal more than ``REPEAT_SIGNAL_WINDOW`` seconds
-after the first gives up waiting (exit status 1); one within that window is taken as the same signal delivered
-twice (``timeout``, shells and supervisors may send it to both the process and its group).
+Stopping (both ways of running): the first SIGINT or SIGTERM ends the open streams at once (server-sent events,
+long polls: ``devserver.streams``), stops accepting connections, closes idle keep-alive connections and lets the
+requests in flight finish, up to the server's ``shutdown_timeout`` and ``GRACE`` seconds more; the exit status is
+then 0. A second signal more than ``REPEAT_SIGNAL_WINDOW`` seconds after the first gives up waiting (exit status
+1); one within that window is taken as the same signal delivered twice (``timeout``, shells and supervisors may
+send it to both the process and its group).
 
 Under the reloader, Django's ``run_with_reloader`` does not fit a server with worker threads: its parent SIGKILLs
-the child 0.25 s after a Ctrl-C and at once on SIGTERM, and its child exits with ``sys.exit(3)`` while cheroot's
-non-daemon workers would keep the process alive. Here the parent passes stop signals on to the child and waits for
-it, and the child's main thread, which watches the files, stops the server before the process exits: on a code
-change requests in flight get ``RELOAD_GRACE`` seconds twice, so a download or a long poll cannot hold up new code.
+the child 0.25 s after a Ctrl-C and at once on SIGTERM, its child exits with ``sys.exit(3)`` while cheroot's
+non-daemon workers would keep the process alive, and each child binds the port anew, so that a browser reloading
+during a restart was reset or refused. Here (``restart_with_reloader``) the parent binds the listening sockets once
+and hands them to each child, so that connections that arrive during a restart wait in the socket's backlog for the
+new code; it passes stop signals on to the child and waits for it. The child stops its server on a thread of its
+own as soon as a signal or a code change comes (not at the watcher's next tick), then ends with ``os._exit``: on a
+code change, requests in flight get ``RELOAD_GRACE`` seconds, streams none.
 """
 
 import enum
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -30,12 +33,12 @@ import time
 from django.core.management.base import CommandError
 from django.utils import autoreload
 
-from .server import ServingThread
+from .reloader import RELOAD_EXIT_CODE, STOP_SIGNALS, SignalHandlers, get_reloader, restart_with_reloader
+from .server import ServingThread, close_listening
 from .systemd import notify
 
 __all__ = [
     "GRACE",
-    "RELOAD_EXIT_CODE",
     "RELOAD_GRACE",
     "REPEAT_SIGNAL_WINDOW",
     "STOP_SIGNALS",
@@ -46,19 +49,16 @@ __all__ = [
     "stop_gracefully",
 ]
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 REPEAT_SIGNAL_WINDOW = 0.5
 """Seconds within which a repeated stop signal counts as the same one."""
 
-GRACE = 2.0
-"""Seconds allowed past ``shutdown_timeout`` for cheroot's ``stop()`` to join its workers."""
-
-RELOAD_EXIT_CODE = 3
-"""The child's exit status that asks for a restart (``django.utils.autoreload.trigger_reload``)."""
+GRACE = 0.25
+"""Seconds that a stop may take past ``shutdown_timeout``: the server's own work (closing connections, joining
+idle workers), after which requests still running are abandoned."""
 
 RELOAD_GRACE = 0.5
-"""Seconds that requests in flight get to finish on a reload, twice (cheroot's shutdown timeout, then the join)."""
+"""Seconds that requests in flight get to finish on a reload (at most: the shutdown timeout if it is less)."""
 
 reload_logger = logging.getLogger("django.utils.autoreload")
 
@@ -107,31 +107,17 @@ class StopRequest:
         """A context manager: SIGINT and SIGTERM call ``handle`` while it lasts, and each signal in ``others`` (a
         dict) its handler. On a thread other than the main one, where ``signal.signal`` is not allowed, it does
         nothing: ``request()`` is then the way to stop."""
-        return _SignalHandlers(self.handle, others)
-
-
-class _SignalHandlers:
-    def __init__(self, handler, others=None):
-        self.handlers = {signum: handler for signum in STOP_SIGNALS}
-        self.handlers.update(others or {})
-        self.previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {signum: signal.signal(signum, handler) for signum, handler in self.handlers.items()}
-        return self
-
-    def __exit__(self, *exc_info):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+        return SignalHandlers(self.handle, others)
 
 
 def stop_gracefully(server, *, grace=GRACE, give_up=None):
-    """Stop ``server``: no new connections, idle keep-alive connections closed, requests in flight finish.
+    """Stop ``server`` (``devserver.server.Server.stop``): open streams ended, no new connections, idle
+    keep-alive connections closed, requests in flight finish.
 
-    cheroot's ``stop()`` waits ``shutdown_timeout`` seconds for them, then shuts their sockets for reading and
-    joins without a bound; this waits at most ``grace`` seconds more, or until the ``give_up`` event is set. Returns
-    the ``Outcome``; unless it is ``STOPPED``, worker threads still run and the process must end with ``os._exit``.
+    Waits until only worker threads held by ended streams are left (``server.settled()``), for at most the
+    server's ``shutdown_timeout`` plus ``grace`` seconds, or until the ``give_up`` event is set. Returns the
+    ``Outcome``. Worker threads may still run afterwards (ended streams' always, others unless ``STOPPED``): they
+    are not daemons, so the process must then end with ``os._exit`` (``Runner`` does).
     """
     stopped = threading.Event()
 
@@ -139,9 +125,11 @@ def stop_gracefully(server, *, grace=GRACE, give_up=None):
         server.stop()
         stopped.set()
 
-    threading.Thread(target=stop, name="cheroot-stop", daemon=True).start()
     deadline = time.monotonic() + server.shutdown_timeout + grace
-    while not stopped.wait(0.05):
+    threading.Thread(target=stop, name="cheroot-stop", daemon=True).start()
+    while not stopped.wait(0.01):
+        if server.settled():
+            break
         if give_up is not None and give_up.is_set():
             return Outcome.GAVE_UP
         if time.monotonic() >= deadline:
@@ -168,11 +156,11 @@ class Reporter:
     def stopping(self, server):
         """A stop was requested; ``server`` is ``None`` when none was serving yet."""
 
-    def stopped(self, outcome):
-        """The stop ended with ``outcome``."""
+    def stopped(self, outcome, ended=0):
+        """The stop ended with ``outcome``; ``ended`` open streams were ended. The process may end right after."""
 
     def cut_off(self):
-        """On a reload, requests still running after ``RELOAD_GRACE`` twice are cut off."""
+        """On a reload, requests still running after ``RELOAD_GRACE`` seconds are cut off."""
 
 
 class Runner:
@@ -180,18 +168,25 @@ class Runner:
     stopped, telling ``reporter`` (a ``Reporter``) what happens.
 
     ``run(reload=False)``: in the foreground; returns once stopped gracefully, ends the process with status 1
-    (``os._exit``) when requests were abandoned. ``run(reload=True)``: under the autoreloader (main thread only).
-    ``stop()`` asks for a graceful stop from another thread, as SIGTERM would.
+    (``os._exit``) when requests were abandoned, and with status 0 when only ended streams' threads are left.
+    ``run(reload=True)``: under the autoreloader (main thread only, ``devserver.reloader``); in the parent,
+    ``bind()`` (if given) returns the listening sockets to hand to every child; in a child, ``link`` is its
+    ``devserver.reloader.ReloaderLink``. ``stop()`` asks for a graceful stop from another thread, as
+    SIGTERM would.
     """
 
-    def __init__(self, make_server, reporter):
+    def __init__(self, make_server, reporter, bind=None, link=None):
         self.make_server = make_server
         self.reporter = reporter
+        self.bind = bind
+        self.link = link
         self.stop_request = StopRequest(on_first=self._on_first_stop)
         self.thread = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a signal handler on the main thread may take it again
         self._stopping = False
-        self._reloader = None
+        self._in_child = False
+        self._started = threading.Event()  # in a reloader's child: serving
+        self._stopper = None
 
     @property
     def server(self):
@@ -208,7 +203,12 @@ class Runner:
         elif os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) == "true":
             self._reloader_child()
         else:
-            status = restart_with_reloader()
+            sockets = self.bind() if self.bind is not None else []
+            try:
+                status = restart_with_reloader(sockets)
+            finally:
+                for sock in sockets:
+                    close_listening(sock)
             if status:
                 sys.exit(status)
 
@@ -229,13 +229,17 @@ class Runner:
     def _on_first_stop(self, signum):
         notify("STOPPING=1")
         self.reporter.stopping(self.server)
-        if self._reloader is not None:
-            self._reloader.stop()  # the watch loop ends within one tick (1 s for StatReloader)
+        if self._in_child:
+            # At once, not at the watcher's next look (StatReloader: once a second).
+            self._stop_child(reloading=False)
 
     def _finish(self, outcome, exit_status):
-        self.reporter.stopped(outcome)
+        server = self.server
+        self.reporter.stopped(outcome, ended=server.streams_ended if server is not None else 0)
         if outcome is not Outcome.STOPPED:
             _exit_now(exit_status)
+        if server is not None and server.threads_left() and threading.current_thread() is threading.main_thread():
+            _exit_now(0)  # worker threads held by ended streams, which a normal exit would wait for
 
     def _other_signals(self):
         """SIGUSR1 reopens a file access log (``devserver.access_log.FileAccessLog``), for log rotation; SIGHUP
@@ -270,8 +274,10 @@ class Runner:
     def _reloader_child(self):
         """In the reloader's child: serve from a daemon thread while the main thread watches the project's files,
         as ``django.utils.autoreload.start_django`` does. A change of file ends the process with status 3 (the
-        parent starts a new one); a stop signal ends it gracefully. The server is stopped before either."""
-        self._reloader = reloader = autoreload.get_reloader()
+        parent starts a new one); a stop signal ends it gracefully. Either way the server is stopped on a thread
+        of its own (``_stop_child``), which ends the process."""
+        self._in_child = True
+        reloader = get_reloader()
         self._say_visibly(f"Watching for file changes with {type(reloader).__name__}")
         changed = []
 
@@ -282,14 +288,27 @@ class Runner:
         reloading = False
         with self.stop_request.catching_signals(self._other_signals()):
             try:
-                autoreload.start_django(reloader, self._serve_in_child)
+                self._start_django(reloader)
             except SystemExit as exit:
                 reloading = exit.code == RELOAD_EXIT_CODE
                 if reloading and changed and not _shown(reload_logger, logging.INFO):
                     self.reporter.notice(f"{changed[-1]} changed, reloading.")
-                raise
             finally:
-                self._stop_child(reloading)
+                self._stop_child(reloading).join()
+
+    def _start_django(self, reloader):
+        """``django.utils.autoreload.start_django``, but the watcher starts once the server serves (or has failed
+        to start): setting up its watches takes the GIL for a while (django-watchfiles adds every folder on
+        ``sys.path``: 0.25 s), which would otherwise delay the new code by as much after every change."""
+        autoreload.ensure_echo_on()
+        main = threading.Thread(
+            target=autoreload.check_errors(self._serve_in_child), name="django-main-thread", daemon=True
+        )
+        main.start()
+        while not self._started.wait(0.05) and main.is_alive():
+            pass
+        while not reloader.should_stop:
+            reloader.run(main)
 
     def _serve_in_child(self):
         # Django's main-function thread; the main thread may already be stopping.
@@ -298,25 +317,38 @@ class Runner:
                 return
             try:
                 self._start()
+                self._started.set()
             except CommandError as error:
-                # A port in use or a bad option: no code change fixes it, so the reloader must not wait. Other
-                # errors (a syntax error in the project) propagate: Django shows them and waits for a fix.
+                # A bad option, or a socket that cannot be served: no code change fixes it, so the reloader must
+                # not wait. Other errors (a syntax error in the project) propagate: Django shows them and waits for
+                # a fix.
                 self.reporter.fatal(error)
                 _exit_now(1)
 
     def _stop_child(self, reloading):
+        """Start stopping the child's server on a thread of its own, once (later calls return the same thread),
+        and end the process from that thread: status 3 on a reload, else 0 (1 if requests were abandoned)."""
         with self._lock:
-            self._stopping = True
-            server = self.server
+            if self._stopper is None:
+                self._stopping = True
+                self._stopper = threading.Thread(
+                    target=self._end_child, args=(self.server, reloading), name="runcherrypy-stop", daemon=True
+                )
+                self._stopper.start()
+            return self._stopper
+
+    def _end_child(self, server, reloading):
         if server is None:
-            return
+            _exit_now(RELOAD_EXIT_CODE if reloading else 0)
         if not reloading:
             self._finish(stop_gracefully(server, give_up=self.stop_request.give_up), exit_status=1)
-            return
+            _exit_now(0)
+        if self.link is not None:
+            self.link.reloading()  # the next child goes on now, while this one finishes
         server.shutdown_timeout = min(server.shutdown_timeout, RELOAD_GRACE)
-        if stop_gracefully(server, grace=RELOAD_GRACE, give_up=self.stop_request.give_up) is not Outcome.STOPPED:
+        if stop_gracefully(server, give_up=self.stop_request.give_up) is not Outcome.STOPPED:
             self.reporter.cut_off()
-            _exit_now(RELOAD_EXIT_CODE)
+        _exit_now(RELOAD_EXIT_CODE)
 
     def _say_visibly(self, message):
         if _shown(reload_logger, logging.INFO):
@@ -348,33 +380,3 @@ def _shown(logger, level):
             break
         current = current.parent
     return False
-
-
-def restart_with_reloader():
-    """Run this command again as a child with the reloader on, again each time it exits with status 3; return
-    the child's last exit status.
-
-    SIGINT and SIGTERM are passed on to the child, which stops gracefully; no child is started after one. SIGUSR1
-    and SIGHUP are passed on too (the child reopens its access log, loads its certificate again).
-    """
-    environ = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true"}
-    arguments = autoreload.get_child_arguments()
-    state = {"child": None, "stopping": False}
-
-    def pass_on(signum, frame):
-        child = state["child"]
-        if child is not None and child.poll() is None:
-            child.send_signal(signum)
-
-    def forward(signum, frame):
-        state["stopping"] = True
-        pass_on(signum, frame)
-
-    passed = {signal.SIGUSR1: pass_on, signal.SIGHUP: pass_on} if hasattr(signal, "SIGUSR1") else None
-    with _SignalHandlers(forward, passed):
-        while not state["stopping"]:
-            state["child"] = subprocess.Popen(arguments, env=environ, close_fds=False)
-            status = state["child"].wait()
-            if status != RELOAD_EXIT_CODE:
-                return status
-        return 0

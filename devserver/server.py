@@ -23,8 +23,11 @@ from .cheroot_overrides import (
     Connection,
     Gateway,
     SCGIConnection,
+    SelectorWaker,
     StrictHeaderReader,
+    answer_busy,
     grow,
+    pool_threads,
     read_head,
     stop_accepting,
     waiting_connections,
@@ -32,6 +35,7 @@ from .cheroot_overrides import (
 )
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
 from .proxy import ForwardedHeaders
+from .streams import OpenStreams
 
 __all__ = [
     "PoolSizer",
@@ -40,6 +44,7 @@ __all__ = [
     "ServerGroup",
     "ServingThread",
     "UnixSocketError",
+    "close_listening",
     "create_server",
     "listen_on",
 ]
@@ -57,13 +62,16 @@ class PoolSizer(threading.Thread):
 
     Every ``interval`` seconds: when requests are queued and no worker is idle, add as many workers as are
     queued, up to the pool's ``max``; at ``max`` with requests waiting, log a warning (once, then every
-    ``warn_every`` seconds while it lasts). Workers above the pool's ``min`` that have been idle for
-    ``idle_timeout`` seconds are retired.
+    ``warn_every`` seconds while it lasts) that says how many workers hold open streams (``devserver.streams``),
+    and answer ``503 Service Unavailable`` to each request that has waited for a worker for more than
+    ``server.header_timeout`` seconds (``Server.answer_waiting``), rather than leave its client waiting in silence.
+    Workers above the pool's ``min`` that have been idle for ``idle_timeout`` seconds are retired.
     """
 
-    def __init__(self, pool, *, interval=0.02, idle_timeout=10.0, warn_every=5.0):
+    def __init__(self, pool, *, server=None, interval=0.02, idle_timeout=10.0, warn_every=5.0):
         super().__init__(name="cheroot-pool-sizer", daemon=True)
         self.pool = pool
+        self.server = server
         self.interval = interval
         self.idle_timeout = idle_timeout
         self.warn_every = warn_every
@@ -87,14 +95,12 @@ class PoolSizer(threading.Thread):
             if waiting and not idle:
                 if size < pool.max:
                     grow(pool, min(waiting, pool.max - size))
-                elif warned_at is None or time.monotonic() - warned_at >= self.warn_every:
-                    warned_at = time.monotonic()
-                    access_logger.warning(
-                        "All %d worker threads are busy and %d requests are waiting (raise --max-threads to "
-                        "serve more at once).",
-                        size,
-                        waiting,
-                    )
+                else:
+                    if warned_at is None or time.monotonic() - warned_at >= self.warn_every:
+                        warned_at = time.monotonic()
+                        self.warn(size, waiting)
+                    if self.server is not None:
+                        self.server.answer_waiting()
                 surplus_since = None
                 continue
             if not waiting:
@@ -108,6 +114,17 @@ class PoolSizer(threading.Thread):
                     surplus_since = None
             else:
                 surplus_since = None
+
+    def warn(self, size, waiting):
+        streams = len(self.server.streams) if self.server is not None else 0
+        held = f" ({streams} of them held by open streams: server-sent events, long polls)" if streams else ""
+        access_logger.warning(
+            "All %d worker threads are busy%s and %d requests are waiting (raise --max-threads to serve more at "
+            "once; a request that waits more than the header timeout is answered 503).",
+            size,
+            held,
+            waiting,
+        )
 
 
 FRESH_CONNECTION = 1.0
@@ -192,6 +209,10 @@ class Server(wsgi.Server):
         self.listening_socket = listening_socket
         self.bind_error = None
         self.pool_sizer = None
+        self.streams = OpenStreams()
+        self.queued = {}  # connection -> time.monotonic() it was queued for a worker (answer_waiting)
+        self._waker = None
+        self._stopping_threads = None
         self._socket_file = None  # (path, device, inode) of the unix socket file this server made
 
     def bind(self, family, type, proto=0):
@@ -236,21 +257,39 @@ class Server(wsgi.Server):
             name = self.listening_socket.getsockname()
             self.bind_addr = name if self.listening_socket.family == socket.AF_UNIX else name[:2]
         super().prepare()
-        if self.requests.max > self.requests.min:
-            self.pool_sizer = PoolSizer(self.requests)
-            self.pool_sizer.start()
+        self._waker = SelectorWaker(self)
+        # Also for a pool that cannot grow: it answers 503 to requests that wait too long for a thread.
+        self.pool_sizer = PoolSizer(self.requests, server=self)
+        self.pool_sizer.start()
 
     draining = False
     """Set while stopping: each response closes its connection."""
 
+    streams_ended = 0
+    """How many open streams ``stop()`` ended."""
+
     def stop(self):
-        """cheroot's graceful stop, after ``drain()``."""
-        if self.ready and getattr(self, "_connections", None) is not None:
+        """cheroot's graceful stop, after ending the open streams (``devserver.streams``) and ``drain()``, all
+        within ``shutdown_timeout`` seconds (cheroot's own gave the draining and the join that much each). It
+        returns once the requests in flight have finished or were cut off, and the worker threads held by ended
+        streams with them: use ``settled()`` to know when only those are left."""
+        started = time.monotonic()
+        self.streams_ended = self.streams.end_all()
+        running = self.ready and getattr(self, "_connections", None) is not None
+        if running:
             self.drain()
         # The sizer must not grow the pool while cheroot takes it down.
         if self.pool_sizer is not None:
             self.pool_sizer.stop()
-        super().stop()
+        self._stopping_threads = pool_threads(self.requests)
+        if running and self._waker is not None:
+            self._waker.wake(self)
+        timeout = self.shutdown_timeout
+        self.shutdown_timeout = max(0.0, started + timeout - time.monotonic())
+        try:
+            super().stop()
+        finally:
+            self.shutdown_timeout = timeout
         if self._socket_file is not None:
             path, device, inode = self._socket_file
             self._socket_file = None
@@ -258,6 +297,27 @@ class Server(wsgi.Server):
                 info = os.stat(path)
                 if (info.st_dev, info.st_ino) == (device, inode):  # still ours, not a newer server's
                     os.unlink(path)
+
+    def settled(self):
+        """Whether a ``stop()`` under way has nothing left to wait for: every worker thread has finished but those
+        still inside an ended stream's iterator (``devserver.streams``), which are not waited for."""
+        threads = self._stopping_threads
+        if threads is None:
+            return False
+        return sum(1 for thread in threads if thread.is_alive()) <= self.streams.running_ended()
+
+    def threads_left(self):
+        """Whether worker threads still run after a ``stop()`` (those of ended streams, or requests abandoned)."""
+        return any(thread.is_alive() for thread in self._stopping_threads or ())
+
+    def answer_waiting(self):
+        """Answer ``503 Service Unavailable`` (``Retry-After: 1``) and close each connection whose request has
+        waited for a worker thread for more than ``header_timeout`` seconds; called by the ``PoolSizer`` while
+        every worker is busy and the pool can grow no more. A worker that takes one of them later leaves it."""
+        limit = time.monotonic() - self.header_timeout
+        for conn, queued_at in self.queued.copy().items():
+            if queued_at < limit:
+                answer_busy(self, conn)
 
     def drain(self):
         """Stop accepting connections (the listening socket stays open: in a worker of ``--workers`` the others
@@ -289,8 +349,11 @@ class Server(wsgi.Server):
         body are whole. A client that connects and says nothing, or sends its request a byte at a time, wakes no
         worker, and the pool does not grow for it; and a worker makes no read of its own, which would give up the
         GIL in the middle of a request (``devserver.gil_io``)."""
+        if conn is self._waker:
+            return  # stop() woke the selector's loop
         state = read_head(self, conn)
         if state is HEAD_READY:
+            self.queued[conn] = time.monotonic()
             super().process_conn(conn)
         elif state is HEAD_WAIT:
             self.put_conn(conn)
@@ -386,6 +449,14 @@ def listen_on(address, *, socket_mode=None, backlog=socket.SOMAXCONN):
     return sock
 
 
+def close_listening(sock):
+    """Close a listening socket made by ``listen_on``; a unix socket's file is removed too."""
+    if sock.family == socket.AF_UNIX:
+        with contextlib.suppress(OSError):
+            os.unlink(sock.getsockname())
+    sock.close()
+
+
 def create_server(
     bind_addr,
     application,
@@ -445,6 +516,16 @@ class ServerGroup:
     @property
     def bind_error(self):
         return next((server.bind_error for server in self.servers if server.bind_error is not None), None)
+
+    @property
+    def streams_ended(self):
+        return sum(server.streams_ended for server in self.servers)
+
+    def settled(self):
+        return all(server.settled() for server in self.servers)
+
+    def threads_left(self):
+        return any(server.threads_left() for server in self.servers)
 
     def prepare(self):
         prepared = []

@@ -1,6 +1,10 @@
+import os
+import shutil
+import time
+
 import pytest
 
-from .process import SAMPLE, Runcherrypy, Runscgi
+from .process import ROOT, SAMPLE, Runcherrypy, Runscgi
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +51,40 @@ def runscgi(tmp_path):
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the sample project to edit; devserver still comes from this checkout."""
+    copy = tmp_path / "project"
+    copy.mkdir()
+    shutil.copy(ROOT / "manage.py", copy)
+    shutil.copytree(ROOT / "cherrytest", copy / "cherrytest", ignore=shutil.ignore_patterns("__pycache__", "media"))
+    return copy
+
+
+@pytest.fixture
+def reloading(project, tmp_path):
+    """Start ``runcherrypy`` under the reloader on ``project`` (a copy of the sample), on a free port: the
+    reloader's parent binds it once for every child. Stopped at the end."""
+    started = []
+
+    def start(*args, pythonpath=(), **env):
+        server = Runcherrypy(
+            tmp_path,
+            "127.0.0.1:0",
+            *args,
+            cwd=project,
+            PYTHONPATH=os.pathsep.join([*map(str, pythonpath), str(ROOT)]),
+            **{**SAMPLE, **env},
+        )
+        started.append(server)
+        assert server.wait_for("Watching for file changes with")
+        # The watcher starts once the server serves; StatReloader's first pass then records the files' mtimes (an
+        # edit made before it is the baseline, not a change), and watchfiles sets its watches up: give it a moment.
+        time.sleep(1.0)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -72,3 +72,53 @@ def exchange(target, raw):
         responses.append((lines[0], headers, rest[:length]))
         data = rest[length:]
     return responses
+
+
+class Stream:
+    """A GET whose response is read on a thread until the server closes the connection (an event stream, a long
+    poll): ``data`` so far, ``ended`` (an event, set at the close), ``error`` (what the read raised, if anything).
+    ``http10``: ask in HTTP/1.0, so that the body ends with the connection instead of a last chunk."""
+
+    def __init__(self, target, path, *, http10=False, headers=b"", timeout=60, tls=None):
+        import threading
+
+        host, port = address(target)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        self.socket = tls.wrap_socket(sock, server_hostname=host) if tls is not None else sock
+        version = b"HTTP/1.0" if http10 else b"HTTP/1.1"
+        self.socket.sendall(b"GET " + path.encode() + b" " + version + b"\r\nHost: localhost\r\n" + headers + b"\r\n")
+        self.data = b""
+        self.error = None
+        self.ended = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        try:
+            while chunk := self.socket.recv(65536):
+                self.data += chunk
+        except OSError as error:
+            self.error = error
+        self.ended.set()
+
+    @property
+    def head(self):
+        return self.data.partition(b"\r\n\r\n")[0]
+
+    @property
+    def body(self):
+        return self.data.partition(b"\r\n\r\n")[2]
+
+    @property
+    def ended_cleanly(self):
+        """Ended as its framing says a body ends: the last chunk of a chunked body, or the close of another; no
+        reset."""
+        if not self.ended.is_set() or self.error is not None or not self.head.startswith(b"HTTP/1.1 200 "):
+            return False
+        if b"\r\ntransfer-encoding: chunked" in self.head.lower():
+            return self.body.endswith(b"0\r\n\r\n")
+        return True
+
+    def close(self):
+        self.socket.close()
+        self._thread.join(5)

@@ -3,23 +3,16 @@
 import json
 import os
 import re
-import shutil
 import signal
 import socket
+import ssl
 import threading
 import time
 
 import pytest
 
-from .http import fetch
-from .process import ROOT, SAMPLE, Runcherrypy
-
-
-def free_port():
-    # The reloader starts a new process, and a new bind, on every change: it needs a fixed port.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from .http import Stream, fetch
+from .waiting import eventually
 
 
 def get(port, path, timeout=10):
@@ -39,36 +32,6 @@ def wait_for_body(port, path, wanted, timeout):
             pass  # restarting: nothing listens for a moment
         time.sleep(0.05)
     return None
-
-
-@pytest.fixture
-def project(tmp_path):
-    """A copy of the sample project to edit; devserver still comes from this checkout."""
-    copy = tmp_path / "project"
-    copy.mkdir()
-    shutil.copy(ROOT / "manage.py", copy)
-    shutil.copytree(ROOT / "cherrytest", copy / "cherrytest", ignore=shutil.ignore_patterns("__pycache__", "media"))
-    return copy
-
-
-@pytest.fixture
-def reloading(project, tmp_path):
-    started = []
-
-    def start(*args, **env):
-        server = Runcherrypy(
-            tmp_path, f"127.0.0.1:{free_port()}", *args, cwd=project, PYTHONPATH=str(ROOT), **{**SAMPLE, **env}
-        )
-        started.append(server)
-        assert server.wait_for("Watching for file changes with")
-        # StatReloader's first pass records the files' mtimes: an edit made before it is the baseline, not a
-        # change. It runs as the server starts; give it a moment.
-        time.sleep(1.0)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def edit(path, old, new):
@@ -117,16 +80,21 @@ def test_a_syntax_error_is_shown_and_fixing_it_brings_the_server_back(project, r
     lines_before = len(server.lines)
     replace(views, good + "\ndef broken(:\n")
     assert server.wait_for("SyntaxError", after=lines_before), server.output
-    with pytest.raises(ConnectionRefusedError):
-        get(server.port, "/")
     assert server.process.poll() is None  # the reloader waits for a fix
+    # The listening socket outlives the broken child: a request made now waits for the fixed code.
+    waiting = {}
+    client = threading.Thread(target=lambda: waiting.update(response=get(server.port, "/sleep/?seconds=0", 30)))
+    client.start()
 
     lines_before = len(server.lines)
     # The broken file joins the watch list when the error happens (during the checks, after the watcher's first
-    # pass); the next pass records its mtime and only the one after can see a change: up to 2 s.
+    # pass); StatReloader's next pass records its mtime and only the one after can see a change: up to 2 s.
     time.sleep(2.5)
+    assert client.is_alive()  # no answer, and no refusal, while the project cannot load
     replace(views, good)
     server.wait_for_banner(timeout=15, after=lines_before)
+    client.join(15)
+    assert waiting["response"][0] == 200
     assert get(server.port, "/sleep/?seconds=0")[0] == 200
 
 
@@ -171,3 +139,144 @@ def test_a_stalled_download_does_not_hold_up_a_reload(project, reloading, tmp_pa
             pass
     assert received < 256 * 1024 * 1024
     assert "were cut off" in server.output
+
+
+# Streams and long polls (devserver.streams): a stop or a reload ends them at once and cleanly. --shutdown-timeout 30
+# makes any wait for them plain: the process would take 30 s to exit.
+
+
+def open_streams(server, count, path="/events/?interval=0.1", headers=b""):
+    streams = [Stream(server.port, path, headers=headers) for _ in range(count)]
+    for stream in streams:
+        eventually(lambda stream=stream: b"data: " in stream.data, timeout=10)
+    return streams
+
+
+@pytest.mark.parametrize("count", [0, 1, 50])
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+def test_a_stop_ends_the_open_streams_at_once_and_exits_0(reloading, how, count):
+    server = reloading("--shutdown-timeout", "30")
+    streams = open_streams(server, count)
+    if how == "Ctrl-C":
+        server.signal_group(signal.SIGINT)
+    else:
+        server.signal(signal.SIGTERM)
+    assert server.process.wait(10) == 0, server.output
+    for stream in streams:
+        assert stream.ended.wait(5) and stream.ended_cleanly, stream.data[-100:]
+        stream.close()
+    ended = f" ({count} open stream{'s' if count > 1 else ''} ended)" if count else ""
+    assert server.wait_for(f"Server stopped{ended}."), server.output
+    assert "Traceback" not in server.output
+
+
+def test_long_polls_in_flight_are_answered_empty_at_ctrl_c(reloading):
+    server = reloading("--shutdown-timeout", "30")
+    polls = [Stream(server.port, "/poll/?seconds=60") for _ in range(3)]
+    [events] = open_streams(server, 1)  # by the time it has an event, the polls have reached their view
+    server.signal_group(signal.SIGINT)
+    assert server.process.wait(10) == 0, server.output
+    events.close()
+    for poll in polls:
+        assert poll.ended.wait(5) and poll.ended_cleanly and poll.body == b"0\r\n\r\n", poll.data
+        poll.close()
+    assert server.wait_for("Server stopped (4 open streams ended)."), server.output
+
+
+def test_a_reload_ends_streams_cleanly_and_their_clients_reconnect_to_new_code(project, reloading):
+    server = reloading("--shutdown-timeout", "30")
+    [stream] = open_streams(server, 1)
+    poll = Stream(server.port, "/poll/?seconds=60")
+    old_pid = json.loads(stream.body.split(b"data: ", 1)[1].split(b"\n", 1)[0])["pid"]
+    edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
+    assert wait_for_body(server.port, "/sleep/?seconds=0", b'"edited": true', timeout=10) is not None, server.output
+    assert stream.ended.wait(5) and stream.ended_cleanly
+    assert poll.ended.wait(5) and poll.ended_cleanly and poll.body == b"0\r\n\r\n"
+    [again] = open_streams(server, 1)
+    assert json.loads(again.body.split(b"data: ", 1)[1].split(b"\n", 1)[0])["pid"] != old_pid
+    for each in (stream, poll, again):
+        each.close()
+    assert "were cut off" not in server.output and "Traceback" not in server.output
+
+
+def test_no_request_fails_through_20_reloads(project, reloading):
+    # The reloader's parent holds the listening socket: a connection made while one child stops and the next
+    # starts waits in its backlog for the new code, instead of being refused or reset.
+    server = reloading()
+    views = project / "cherrytest/app/views.py"
+    original = views.read_text()
+    failures, answered = [], []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                status, _, _ = fetch(server.port, "/sleep/?seconds=0", timeout=10)
+                (answered if status == 200 else failures).append(status)
+            except OSError as error:
+                failures.append(repr(error))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        for number in range(20):
+            marker = f'{{"reload": {number}, "slept":'
+            banners = server.output.count("Starting cheroot server at")
+
+            def served(marker=marker, banners=banners):
+                if server.output.count("Starting cheroot server at") == banners:
+                    # Not seen yet: the new child's watcher may have been setting up when the file was saved.
+                    replace(views, original.replace('{"slept":', marker))
+                    return False
+                return marker.encode() in get(server.port, "/sleep/?seconds=0")[1]
+
+            replace(views, original.replace('{"slept":', marker))
+            eventually(served, timeout=30, interval=0.5)
+    finally:
+        stop.set()
+        thread.join(15)
+    assert failures == [] and len(answered) > 20, (failures, server.output[-2000:])
+    assert server.output.count("Starting cheroot server at") == 21
+
+
+def test_django_browser_reloads_stream_ends_at_a_reload_and_at_ctrl_c(project, reloading):
+    server = reloading("--shutdown-timeout", "30")
+    accept = b"Accept: text/event-stream\r\n"
+    [events] = open_streams(server, 1, "/__reload__/events/", accept)
+    edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
+    assert events.ended.wait(10) and events.ended_cleanly, server.output
+    # The page's script reconnects, and the new process's version tells it to reload the page.
+    [again] = open_streams(server, 1, "/__reload__/events/", accept)
+    version = re.compile(rb'"versionId": "(\w+)"')
+    assert version.search(again.data)[1] != version.search(events.data)[1]
+    server.signal_group(signal.SIGINT)
+    assert server.process.wait(10) == 0, server.output
+    assert again.ended.wait(5) and again.ended_cleanly
+    events.close()
+    again.close()
+
+
+def test_a_tls_client_leaving_a_stream_leaves_no_traceback(reloading):
+    server = reloading("--self-signed")
+    authority = server.wait_for(re.compile(r"trust its authority (\S+)"))
+    context = ssl.create_default_context(cafile=authority[1])
+    stream = Stream(server.port, "/events/?interval=0.1", tls=context)
+    eventually(lambda: stream.data.count(b"data: ") >= 2)
+    stream.socket.close()  # as a browser leaving the page does
+    # Served on, and the access log shows the stream, ended when its client left.
+    assert fetch(server.port, "/sleep/?seconds=0", tls=context)[0] == 200
+    assert server.wait_for('"GET /events/?interval=0.1 HTTP/1.1" 200'), server.output
+    assert server.stop() == 0
+    assert "Traceback" not in server.output and "SSLEOFError" not in server.output, server.output
+
+
+@pytest.mark.parametrize("watchfiles", [True, False])
+def test_the_banner_names_the_watcher_in_use(reloading, tmp_path, watchfiles):
+    # django-watchfiles is installed with the tests' requirements; a module that fails to import stands in for its
+    # absence.
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "django_watchfiles.py").write_text("raise ImportError('not installed, for this test')\n")
+    server = reloading(pythonpath=[] if watchfiles else [blocker])
+    expected = "WatchfilesReloader" if watchfiles else "StatReloader"
+    assert f"Watching for file changes with {expected}" in server.output

@@ -5,7 +5,6 @@ the messages. Building the server is ``devserver.mounts.project_application`` an
 running it, reloading and stopping are ``devserver.lifecycle``.
 """
 
-import contextlib
 import errno
 import ipaddress
 import os
@@ -25,7 +24,8 @@ from devserver.access_log import FileAccessLog, LoggerAccessLog
 from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.mounts import project_application
 from devserver.privileges import PidFile, identity
-from devserver.server import Server, UnixSocketError, create_server, listen_on
+from devserver.reloader import reloader_link
+from devserver.server import Server, UnixSocketError, close_listening, create_server, listen_on
 from devserver.systemd import ActivationError, listen_sockets, notify
 from devserver.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_signed
 from devserver.workers import Master, worker_link
@@ -128,6 +128,9 @@ class Command(RunserverCommand, Reporter):
             self.passed_sockets = self.worker.sockets if self.worker else listen_sockets()
         except ActivationError as error:
             raise CommandError(str(error)) from None
+        # In the reloader's child: the sockets its parent bound for every child (devserver.reloader).
+        self.reloader = reloader_link()
+        self.reloaded_sockets = self.reloader.sockets if self.reloader else []
         given_address = options["addrport"] or options["host"] is not None or options["port"] is not None
         if self.passed_sockets and not self.worker and (given_address or self.values["unix_socket"]):
             raise CommandError("systemd passed the sockets to listen on (LISTEN_FDS): give no address as well.")
@@ -195,7 +198,7 @@ class Command(RunserverCommand, Reporter):
             if self.values["workers"] > 1 and not self.worker:
                 self.run_master()
                 return
-            self.runner = Runner(self.make_server, self)
+            self.runner = Runner(self.make_server, self, bind=self.bind_for_children, link=self.reloader)
             if self.worker:
                 self.worker.watch_master(self.runner.stop)
             try:
@@ -251,13 +254,26 @@ class Command(RunserverCommand, Reporter):
             status = master.run()
         finally:
             for sock in made:
-                if sock.family == socket.AF_UNIX:
-                    with contextlib.suppress(OSError):
-                        os.unlink(sock.getsockname())
-                sock.close()
+                close_listening(sock)
         self._say(self.stdout if status == 0 else self.stderr, "Server stopped." if status == 0 else "Stopped.")
         if status:
             sys.exit(status)
+
+    def bind_for_children(self):
+        """In the reloader's parent: bind the listening sockets once, for every child to serve in turn (a bind
+        failure is a ``CommandError`` here, before any child starts)."""
+        made = []
+        try:
+            for address in self.addresses():
+                try:
+                    made.append(listen_on(address, socket_mode=self.values["socket_mode"]))
+                except OSError as error:
+                    self.bind_failed(None, error)
+        except BaseException:
+            for sock in made:
+                sock.close()
+            raise
+        return made
 
     def addresses(self):
         """The addresses to bind: addrport (unless a unix socket or systemd's sockets replace it), then the unix
@@ -294,7 +310,10 @@ class Command(RunserverCommand, Reporter):
         )
         if self.worker and self.values["max_requests"]:
             application = self.worker.counting(application, self.values["max_requests"])
-        addresses = list(self.passed_sockets) if self.worker else [*self.passed_sockets, *self.addresses()]
+        if self.worker:
+            addresses = list(self.passed_sockets)
+        else:
+            addresses = [*self.passed_sockets, *(self.reloaded_sockets or self.addresses())]
         return create_server(
             addresses if len(addresses) > 1 else addresses[0],
             application,
@@ -377,18 +396,21 @@ class Command(RunserverCommand, Reporter):
         timeout = f" up to {server.shutdown_timeout:g} s" if server is not None else ""
         self._say(self.stdout, f"Stopping: waiting{timeout} for requests in flight (Ctrl-C again to give up)...")
 
-    def stopped(self, outcome):
+    def stopped(self, outcome, ended=0):
+        if self.pidfile is not None:
+            self.pidfile.remove()  # the process may end at once
         if outcome is Outcome.STOPPED and self.worker:
             return
         if outcome is Outcome.STOPPED:
-            self._say(self.stdout, "Server stopped.")
+            streams = f" ({ended} open stream{'s' if ended != 1 else ''} ended)" if ended else ""
+            self._say(self.stdout, f"Server stopped{streams}.")
         elif outcome is Outcome.GAVE_UP:
             self._say(self.stderr, "Stopped without waiting: requests still running were abandoned.")
         else:
             self._say(self.stderr, "Requests were still running when the shutdown timeout ran out; exiting anyway.")
 
     def cut_off(self):
-        self._say(self.stderr, f"Reloading: requests still running after {2 * RELOAD_GRACE:g} s were cut off.")
+        self._say(self.stderr, f"Reloading: requests still running after {RELOAD_GRACE:g} s were cut off.")
 
     @staticmethod
     def _say(stream, message):
@@ -403,9 +425,12 @@ class Command(RunserverCommand, Reporter):
     def listening_urls(self, server):
         """Where ``server`` (a ``Server`` or a ``ServerGroup``) listens (``socket_urls``)."""
         servers = getattr(server, "servers", [server])
-        return self.socket_urls(
-            [each.socket for each in servers], [each.socket for each in servers if each.listening_socket is None]
-        )
+        given = [
+            each.socket
+            for each in servers
+            if each.listening_socket is None or any(each.listening_socket is sock for sock in self.reloaded_sockets)
+        ]
+        return self.socket_urls([each.socket for each in servers], given)
 
     def socket_urls(self, sockets, bound_here):
         """``http://host:port/`` for each TCP socket in ``sockets``, with the address as given for those in
