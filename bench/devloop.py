@@ -13,6 +13,10 @@ given; the load is light (at most 50 streams), so pinning to a CPU is not needed
   first answer from the new code (a new connection every 5 ms), with and without a stream open.
 - ``stream at reload``: whether an open stream ends cleanly (the last chunk of a chunked body, or the end of a
   close-delimited one) rather than being cut, and how long after the change was seen.
+- ``browser-reload``: the tile page in headless Chromium (Debian's, driven by Playwright) with
+  django-browser-reload; time from the change being seen to the page's reload.
+- ``shutdown-timeout``: runcherrypy alone, ``--shutdown-timeout`` 0, 1 and 5 with a 5 s request in flight:
+  the time from SIGTERM to the exit (status 1: the request was abandoned).
 - ``requests during reloads``: a client making one request after another, each on a new connection, through
   ``--reloads`` reloads: how many failed (refused, reset, or no answer).
 """
@@ -33,7 +37,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("runcherrypy", "runserver")
-CASES = ("ctrl-c", "streams", "long-polls", "sigterm", "reload", "reload-stream", "requests-during-reloads")
+CASES = (
+    "ctrl-c",
+    "streams",
+    "long-polls",
+    "sigterm",
+    "reload",
+    "reload-stream",
+    "browser-reload",
+    "requests-during-reloads",
+    "shutdown-timeout",
+)
 MARK = '{"slept":'
 
 
@@ -60,7 +74,7 @@ class Server:
     """``manage.py SERVER 127.0.0.1:PORT`` on ``project``, under the reloader; output lines kept with the time
     each was read."""
 
-    def __init__(self, name, project):
+    def __init__(self, name, project, *arguments):
         self.name = name
         self.port = free_port()
         self.lines = []
@@ -69,7 +83,7 @@ class Server:
         env["PYTHONPATH"] = os.environ.get("EXTRA_PATH", "") + str(ROOT)
         env.pop("DJANGO_DEBUG", None)
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", name, f"127.0.0.1:{self.port}"],
+            [sys.executable, "manage.py", name, f"127.0.0.1:{self.port}", *arguments],
             cwd=project,
             env=env,
             stdout=subprocess.PIPE,
@@ -257,6 +271,46 @@ def case_requests_during_reloads(name, project, first, reloads):
     return {"failed": len(failures), "requests": done[0], "kinds": sorted(set(map(str, failures)))}
 
 
+def case_shutdown_timeout(name, project, number, timeout):
+    """runcherrypy only: ``--shutdown-timeout TIMEOUT`` with a 5 s request in flight, SIGTERM: the time to exit,
+    against the timeout."""
+    if name != "runcherrypy":
+        return {"seconds": None}
+    server = Server(name, project, "--shutdown-timeout", str(timeout))
+    slow = Stream(server.port, "/sleep/?seconds=5")
+    seconds, status = server.stop_timed(signal.SIGTERM, group=False)
+    slow.close()
+    return {"seconds": seconds, "status": status}
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
+
+
+def case_browser_reload(name, project, number):
+    """The tile page open in headless Chromium with django-browser-reload: time from the change being seen to
+    the page's next ``load``."""
+    from playwright.sync_api import sync_playwright
+
+    server = Server(name, project)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/", wait_until="load")
+            page.wait_for_timeout(1500)  # the page's worker has its event stream open; the watcher is ready
+            after = len(server.lines)
+            with page.expect_event("load", timeout=20_000):
+                edit_views(project, number)
+            loaded = time.monotonic()
+        finally:
+            browser.close()
+    seen = server.wait_for(r"changed, reloading", after=after, timeout=1)
+    server.kill()
+    return {"seconds": loaded - seen if seen else None}
+
+
 def measurements(selected, reloads):
     """The cases chosen, in order: ``(label, measure(name, project, number))``, where ``number`` is the first
     edit number the case may use."""
@@ -291,6 +345,18 @@ def measurements(selected, reloads):
                 lambda name, project, number: case_reload(name, project, number, stream=True),
             )
         )
+    if "shutdown-timeout" in selected:
+        for timeout in (0, 1, 5):
+            chosen.append(
+                (
+                    f"SIGTERM, --shutdown-timeout {timeout}, a 5 s request in flight",
+                    lambda name, project, number, timeout=timeout: case_shutdown_timeout(
+                        name, project, number, timeout
+                    ),
+                )
+            )
+    if "browser-reload" in selected:
+        chosen.append(("django-browser-reload: page reloaded after the change is seen", case_browser_reload))
     if "requests-during-reloads" in selected:
         chosen.append(
             (

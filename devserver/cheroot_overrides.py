@@ -68,6 +68,20 @@ otherwise the override is narrow and calls ``super()``.
 - ``SCGIConnection`` (with ``devserver.server.SCGIServer.process_conn``): cheroot's ``HTTPConnection`` with
   ``communicate`` replaced, so that cheroot's selector, pool and graceful stop serve SCGI (one request per connection,
   ``devserver.scgi``) instead of HTTP; it keeps the attributes ``Server.drain`` looks at.
+- ``Gateway.stream`` and ``Gateway.end`` (``devserver.streams``): a stream's chunks written under a lock, so that
+  the thread that stops the server can end it at once (its last chunk, then a shutdown of the socket) while its
+  worker waits in the application's iterator; ``Request.chunked_write`` and ``sent_headers`` are set so that
+  cheroot writes neither again. ``Request._respond_with_body`` turns ``ssl.SSLEOFError`` and
+  ``SSLZeroReturnError`` (a TLS client gone mid-response) into ``ConnectionResetError``, which cheroot's
+  ``communicate()`` ends quietly; it logged them with a traceback.
+- ``SelectorWaker`` (registered in the private ``_connections._selector``, whose private ``_stop_requested`` it
+  sets): ends cheroot's selector loop at once on a stop. cheroot's ``ConnectionManager.stop()`` waited out its
+  ``select()`` timeout, 0.5 s, once ``stop_accepting`` had taken the listening socket out (Ctrl-C took that long).
+- ``pool_threads`` (the private ``_threads``): the worker threads, taken before cheroot's ``ThreadPool.stop()``
+  empties that list, so that ``Server.settled`` knows when only ended streams' threads are left.
+- ``answer_busy`` (with ``Connection.communicate`` and ``Server.answer_waiting``): a request queued for a worker
+  for longer than the header timeout is answered 503 from the pool sizer's thread; the worker that takes it from
+  cheroot's queue later leaves it. Its request line, for the access log, is read from ``LineReader``'s buffer.
 - ``worker_count`` and ``grow``: the live workers of a ``ThreadPool`` from its private ``_threads`` list (cheroot has
   no public count), and ``grow`` after its private ``_clear_dead_threads()``: cheroot keeps exited workers in that
   list until the next ``shrink()`` and counts them against ``max``, so a pool that had shrunk could not grow again

@@ -53,7 +53,7 @@ __all__ = [
 REPEAT_SIGNAL_WINDOW = 0.5
 """Seconds within which a repeated stop signal counts as the same one."""
 
-GRACE = 0.25
+GRACE = 0.15
 """Seconds that a stop may take past ``shutdown_timeout``: the server's own work (closing connections, joining
 idle workers), after which requests still running are abandoned."""
 

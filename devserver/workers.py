@@ -36,7 +36,11 @@ import time
 from .lifecycle import GRACE, REPEAT_SIGNAL_WINDOW
 from .systemd import notify
 
-__all__ = ["WORKER_ENV", "Master", "WorkerLink", "worker_link"]
+__all__ = ["KILL_AFTER", "WORKER_ENV", "Master", "WorkerLink", "worker_link"]
+
+KILL_AFTER = 1.0
+"""Seconds a stopping worker is given past its own deadline (``--shutdown-timeout`` and ``GRACE``) to exit before
+the master kills it: a worker ends itself then, and this only catches one that cannot."""
 
 WORKER_ENV = "RUNCHERRYPY_WORKER"
 """Set by the master in each worker's environment: ``"FD,FD,...:READY_FD"``."""
@@ -119,8 +123,8 @@ class Master:
 
     ``arguments``: the command line of a worker (``autoreload.get_child_arguments()``); ``environ``: its
     environment, to which ``WORKER_ENV`` is added; ``shutdown_timeout``: seconds the workers get to finish their
-    requests (and ``GRACE`` more, then they are killed); ``say(message)``: how the master speaks (the command's
-    stderr); ``on_ready()``: called once all the first workers serve (the banner).
+    requests (and ``GRACE`` and ``KILL_AFTER`` more, then they are killed); ``say(message)``: how the master
+    speaks (the command's stderr); ``on_ready()``: called once all the first workers serve (the banner).
     """
 
     def __init__(self, sockets, arguments, count, *, environ, shutdown_timeout, say, on_ready=None):
@@ -273,7 +277,10 @@ class Master:
             self.say(f"Stopping: the workers finish their requests (up to {self.shutdown_timeout:g} s)...")
         self.stopping_at = time.monotonic()
         for worker in self.workers:
-            self.retire(worker, signal.SIGTERM)
+            # Not again to one already retiring (replaced, recycled): a second SIGTERM would tell it to give up its
+            # requests, or, once it has stopped, end it by the signal's default action.
+            if not worker.retiring:
+                self.retire(worker, signal.SIGTERM)
 
     # The loop
 
@@ -305,7 +312,7 @@ class Master:
                 self._reap()
                 if (
                     self.stopping_at is not None
-                    and time.monotonic() - self.stopping_at > self.shutdown_timeout + 2 * GRACE
+                    and time.monotonic() - self.stopping_at > self.shutdown_timeout + GRACE + KILL_AFTER
                 ):
                     for worker in self.workers:
                         self.retire(worker, signal.SIGKILL)

@@ -13,6 +13,7 @@ import pytest
 from cherrytest.app.tiles import grid
 
 from .tools import unavailable
+from .waiting import eventually
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # No sandbox as root; no background traffic to Google's hosts, which this network refuses.
@@ -95,3 +96,30 @@ def test_the_sample_video_can_be_seeked(page, sample_server):
     assert state["readyState"] >= 2  # HAVE_CURRENT_DATA: the frame at 7.5 s arrived
     partial = sample_server.wait_for(re.compile(r'"GET /media/app/video/zoom\.webm HTTP/1\.1" 206 '), timeout=5)
     assert partial, "the browser's byte-range requests were not answered with 206"
+
+
+def test_django_browser_reload_reloads_the_page_after_a_code_change(page, project, reloading):
+    # The sample enables django-browser-reload (a test requirement): the page's worker holds an event stream open,
+    # which the reload ends cleanly; the worker reconnects, and the new process's version makes it reload the page.
+    from .test_reload import replace
+
+    server = reloading("--shutdown-timeout", "30")
+    page.goto(server.url, wait_until="load")
+    page.evaluate("window.beforeTheReload = true")
+    views = project / "cherrytest/app/views.py"
+    original = views.read_text()
+    edits = iter(range(1000))
+
+    def reloaded():
+        if page.evaluate("window.beforeTheReload === true"):
+            # Not yet: the worker may not have been connected when the file was saved; save again.
+            number = next(edits)
+            replace(views, original.replace('{"slept":', f'{{"edit": {number}, "slept":'))
+            page.wait_for_timeout(1000)  # Playwright's own wait, which lets the page run
+            return False
+        return True
+
+    eventually(reloaded, timeout=30, interval=0)
+    page.wait_for_load_state("load")
+    assert page.evaluate("document.images.length") == 36
+    assert server.process.poll() is None and "Traceback" not in server.output

@@ -2,11 +2,13 @@
 and the branches of the overrides that ordinary requests do not take (a unix socket, start_response with exc_info,
 a file body without a descriptor, cheroot's own line reading)."""
 
+import errno
 import inspect
 import io
 import json
 import os
 import socket
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -410,3 +412,37 @@ def test_a_header_name_is_remembered_only_up_to_a_bound(monkeypatch):
         ((status, _, _),) = exchange(server.bind_addr[1], b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     assert status == "HTTP/1.1 200 OK"
     assert len(overrides._RESPONSE_NAMES) == 512
+
+
+def test_what_stopping_and_streams_rely_on():
+    # SelectorWaker: cheroot's selector takes a registration with any object as data, and its loop hands a ready one
+    # to server.process_conn, and stops once _stop_requested is set; ConnectionManager.stop() sets it and waits for
+    # the loop, whose select() has expiration_interval for its timeout.
+    manager = inspect.getsource(cheroot_server.connections.ConnectionManager._run)
+    assert "while not self._stop_requested" in manager and "self.server.process_conn(conn)" in manager
+    assert "self._stop_requested = True" in inspect.getsource(cheroot_server.connections.ConnectionManager.stop)
+    # Server.settled: ThreadPool.stop() empties _threads before it joins them, so they are taken before the stop.
+    assert "self._threads[:] = self._threads[:], []" in inspect.getsource(type(wsgi.Server(("", 0), None).requests))
+    # A TLS client gone mid-response becomes ConnectionResetError, which cheroot's communicate() ends quietly.
+    assert errno.ECONNRESET in cheroot_server.errors.socket_errors_to_ignore
+    assert "errors.socket_errors_to_ignore" in inspect.getsource(cheroot_server.HTTPConnection.communicate)
+
+
+def test_a_stop_wakes_the_selector_at_once():
+    # cheroot's own ConnectionManager.stop() waits out the select() timeout (expiration_interval: 0.5 s by default,
+    # 30 s here) once the listening socket is out of the selector; the waker ends it at once.
+    from devserver.server import ServingThread, create_server
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    server = create_server(("127.0.0.1", 0), app, shutdown_timeout=1)
+    server.expiration_interval = 30
+    thread = ServingThread(server)
+    thread.start_serving()
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 10
+    thread.join(5)
+    assert not thread.is_alive()
