@@ -422,7 +422,9 @@ def test_what_stopping_and_streams_rely_on():
     assert "while not self._stop_requested" in manager and "self.server.process_conn(conn)" in manager
     assert "self._stop_requested = True" in inspect.getsource(cheroot_server.connections.ConnectionManager.stop)
     # Server.settled: ThreadPool.stop() empties _threads before it joins them, so they are taken before the stop.
-    assert "self._threads[:] = self._threads[:], []" in inspect.getsource(type(wsgi.Server(("", 0), None).requests))
+    assert "self._threads[:] = self._threads[:], []" in inspect.getsource(
+        type(wsgi.Server(("127.0.0.1", 0), None).requests)
+    )
     # A TLS client gone mid-response becomes ConnectionResetError, which cheroot's communicate() ends quietly.
     assert errno.ECONNRESET in cheroot_server.errors.socket_errors_to_ignore
     assert "errors.socket_errors_to_ignore" in inspect.getsource(cheroot_server.HTTPConnection.communicate)
