@@ -33,6 +33,7 @@ import time
 from django.core.management.base import CommandError
 from django.utils import autoreload
 
+from . import reloader as reloader_module
 from .reloader import RELOAD_EXIT_CODE, STOP_SIGNALS, SignalHandlers, get_reloader, restart_with_reloader
 from .server import ServingThread, close_listening
 from .systemd import notify
@@ -330,8 +331,35 @@ class Runner:
         main.start()
         while not self._started.wait(0.05) and main.is_alive():
             pass
+        ticks = reloader.tick
+
+        def tick_then_look_back():
+            looked = False
+            for value in ticks():
+                if not looked:  # the watcher has made its first pass, or set its watches up
+                    looked = True
+                    self._look_back(reloader)
+                yield value
+
+        reloader.tick = tick_then_look_back
         while not reloader.should_stop:
             reloader.run(main)
+
+    def _look_back(self, reloader):
+        """A change saved while this child started (after it was told to go on: ``devserver.reloader.went_at``) and
+        before its watcher was watching would be lost: a watcher sees changes from its first pass on. Look for one
+        once, and reload for it as the watcher would."""
+        since = reloader_module.went_at
+        if since is None:
+            return
+        for path in reloader.watched_files():
+            try:
+                changed = path.stat().st_mtime > since
+            except OSError:
+                continue
+            if changed:
+                reloader.notify_file_changed(path)  # reloads (SystemExit), unless a receiver says not to
+                return
 
     def _serve_in_child(self):
         # Django's main-function thread; the main thread may already be stopping.

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 from django.utils import autoreload
 
@@ -70,6 +71,12 @@ WARM_MODULES = (
 )
 """What a standby imports before it is needed: libraries only, never the project (its settings, apps and URLs
 are imported after the change). Each is imported if it can be; one that fails is left to the command."""
+
+
+went_at = None
+"""``time.time()`` when this process, a standby until then, was told to go on: the project's code is loaded after it,
+so a change made since may not be in what it runs (``Runner`` looks for one once its watcher is set up). ``None`` in
+any other process."""
 
 
 class ReloaderLink:
@@ -260,6 +267,8 @@ def standby():
     os.close(go_fd)
     if go != b"go":
         os._exit(0)
+    global went_at
+    went_at = time.time()
     for signum, handler in ignored.items():
         signal.signal(signum, handler)
     arguments = sys.argv[1:]
