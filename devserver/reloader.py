@@ -201,12 +201,22 @@ class SignalHandlers:
 
 def _standby_arguments():
     """``autoreload.get_child_arguments()`` made to start a standby: the interpreter and its ``-W``/``-X``
-    options, then ``-c`` running ``standby()``, then the script (or ``-m MODULE``) and its arguments."""
+    options, then ``-c`` running ``standby()``, then the script (or ``-m MODULE``) and its arguments.
+
+    The ``-c`` code first makes ``sys.path`` what the command's own start gives it (``sys.path[0]``: the script's
+    folder, where ``python manage.py`` puts it; ``-c`` puts the working folder there), and appends the folder this
+    package was imported from, last, so that ``devserver`` is found even where the project's ``manage.py`` or
+    settings add its folder to ``sys.path`` themselves."""
     arguments = autoreload.get_child_arguments()
     position = 1
     while position < len(arguments) and arguments[position].startswith(("-W", "-X")):
         position += 1
-    return [*arguments[:position], "-c", "from devserver.reloader import standby; standby()", *arguments[position:]]
+    package_folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        "import os, sys; sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[1])); "
+        f"sys.path.append({package_folder!r}); from devserver.reloader import standby; standby()"
+    )
+    return [*arguments[:position], "-c", code, *arguments[position:]]
 
 
 def restart_with_reloader(sockets=()):
@@ -277,5 +287,4 @@ def standby():
         runpy.run_module(arguments[1], run_name="__main__", alter_sys=True)
     else:
         sys.argv = arguments
-        sys.path[0] = os.path.dirname(os.path.abspath(arguments[0]))
         runpy.run_path(arguments[0], run_name="__main__")

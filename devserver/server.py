@@ -386,7 +386,8 @@ class SCGIServer(Server):
 
     def process_conn(self, conn):
         """cheroot's: queue ``conn`` for a worker, which reads the request (``Server.process_conn`` reads HTTP)."""
-        wsgi.Server.process_conn(self, conn)
+        if conn is not self._waker:  # stop() woke the selector's loop
+            wsgi.Server.process_conn(self, conn)
 
 
 class UnixSocketError(OSError):

@@ -46,11 +46,21 @@ class Runcherrypy:
 
     command = "runcherrypy"
 
-    def __init__(self, tmp_path, *args, start_timeout=30, cwd=ROOT, python=sys.executable, environ=None, **env):
+    def __init__(
+        self,
+        tmp_path,
+        *args,
+        start_timeout=30,
+        cwd=ROOT,
+        python=sys.executable,
+        script="manage.py",
+        environ=None,
+        **env,
+    ):
         self.lines = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            [python, "manage.py", self.command, *args],
+            [python, str(script), self.command, *args],
             cwd=cwd,
             start_new_session=True,  # its own process group, for a Ctrl-C sent to the group
             env=environ if environ is not None else manage_env(tmp_path, **env),

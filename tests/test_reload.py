@@ -12,6 +12,7 @@ import time
 import pytest
 
 from .http import Stream, fetch
+from .process import ROOT, SAMPLE, Runcherrypy
 from .waiting import eventually
 
 
@@ -286,3 +287,21 @@ def test_a_change_saved_while_the_new_code_starts_is_not_lost(project, reloading
     server.wait_for_banner(timeout=10, after=banners)
     replace(views, original.replace('{"slept":', '{"save": 2, "slept":'))
     assert wait_for_body(server.port, "/sleep/?seconds=0", b'"save": 2', timeout=10) is not None, server.output
+
+
+def test_started_from_another_folder_it_serves_and_reloads(project, tmp_path):
+    # The reloader's children start as standbys (python -c ...): sys.path must be what "python /path/manage.py"
+    # gives, not the working folder.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    server = Runcherrypy(
+        tmp_path, "127.0.0.1:0", cwd=elsewhere, script=project / "manage.py", PYTHONPATH=str(ROOT), **SAMPLE
+    )
+    try:
+        assert get(server.port, "/sleep/?seconds=0")[0] == 200
+        server.wait_for("Watching for file changes with")
+        edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
+        assert wait_for_body(server.port, "/sleep/?seconds=0", b'"edited": true', timeout=10) is not None
+    finally:
+        assert server.stop() == 0, server.output
+    assert "Traceback" not in server.output
