@@ -204,7 +204,7 @@ class Runner:
         elif os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) == "true":
             self._reloader_child()
         else:
-            sockets = self.bind() if self.bind is not None else []
+            sockets = self.bind() if self.bind is not None and reloader_module.INHERITS else []
             try:
                 status = restart_with_reloader(sockets)
             finally:

@@ -36,6 +36,7 @@ __all__ = [
     "STANDBY_ENV",
     "STOP_SIGNALS",
     "WARM_MODULES",
+    "INHERITS",
     "ReloaderLink",
     "SignalHandlers",
     "get_reloader",
@@ -55,6 +56,10 @@ the pipe on which the child says ``reloading``."""
 
 STANDBY_ENV = "RUNCHERRYPY_RELOADER_STANDBY"
 """Set by the parent in each child's environment: the descriptor on which a standby waits for ``go``."""
+
+INHERITS = os.name == "posix"
+"""Whether children inherit descriptors (``pass_fds``). Where they cannot (Windows), each child binds the sockets
+itself and is started when needed, as under Django's own reloader: no socket held through restarts, no standby."""
 
 WARM_MODULES = (
     "django.core.management",
@@ -126,6 +131,10 @@ class _Child:
     is the read end of its pipe (``reloading`` lines, then the end of file when it exits)."""
 
     def __init__(self, arguments, environ, sockets):
+        if not INHERITS:  # a plain child, serving at once
+            self.go_write = self.notices = None
+            self.process = subprocess.Popen(arguments, env=environ)
+            return
         go_read, self.go_write = os.pipe()
         self.notices, notify_write = os.pipe()
         descriptors = [sock.fileno() for sock in sockets]
@@ -144,6 +153,8 @@ class _Child:
 
     def go(self):
         """Set it serving; ``False`` if it is gone (it could not start)."""
+        if self.go_write is None:
+            return True
         try:
             os.write(self.go_write, b"go")
         except OSError:
@@ -166,6 +177,8 @@ class _Child:
 
     def next_notice(self):
         """Block until the child says ``reloading`` (``True``) or exits (``False``); the pipe is closed then."""
+        if self.notices is None:
+            return False
         data = b""
         try:
             while b"\n" not in data:
@@ -226,7 +239,7 @@ def restart_with_reloader(sockets=()):
     ``sockets``: listening sockets, bound once here, that every child serves in turn. See the module's docstring.
     """
     environ = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true"}
-    arguments = _standby_arguments()
+    arguments = _standby_arguments() if INHERITS else autoreload.get_child_arguments()
     state = {"child": None, "stopping": False}
 
     def pass_on(signum, frame):
@@ -244,7 +257,7 @@ def restart_with_reloader(sockets=()):
         child.go()
         while True:
             state["child"] = child
-            standby = _Child(arguments, environ, sockets) if not state["stopping"] else None
+            standby = _Child(arguments, environ, sockets) if INHERITS and not state["stopping"] else None
             reloading = child.next_notice()
             if not reloading:
                 status = child.process.wait()

@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
@@ -302,6 +303,38 @@ def test_started_from_another_folder_it_serves_and_reloads(project, tmp_path):
         server.wait_for("Watching for file changes with")
         edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
         assert wait_for_body(server.port, "/sleep/?seconds=0", b'"edited": true', timeout=10) is not None
+    finally:
+        assert server.stop() == 0, server.output
+    assert "Traceback" not in server.output
+
+
+def test_where_children_cannot_inherit_sockets_each_binds_its_own(project, tmp_path):
+    # On Windows (devserver.reloader.INHERITS false) the reloader works as Django's does: each child binds the port
+    # and starts when needed. A script that sets INHERITS false before manage.py runs stands in for Windows here.
+    (project / "plain.py").write_text(
+        "import runpy\nimport devserver.reloader\n\ndevserver.reloader.INHERITS = False\n"
+        'runpy.run_path("manage.py", run_name="__main__")\n'
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # each child binds anew: a fixed port
+    server = Runcherrypy(tmp_path, f"127.0.0.1:{port}", cwd=project, script="plain.py", PYTHONPATH=str(ROOT), **SAMPLE)
+    try:
+        assert (
+            "standby"
+            not in subprocess.run(
+                ["ps", "-o", "args=", "--ppid", str(server.process.pid)], capture_output=True, text=True
+            ).stdout
+        )
+        views = project / "cherrytest/app/views.py"
+        original = views.read_text()
+
+        def served():
+            # Saved again until seen: without a standby, nothing looks back for a save made before the watcher ran.
+            replace(views, original.replace('{"slept":', '{"edited": True, "slept":'))
+            return wait_for_body(port, "/sleep/?seconds=0", b'"edited": true', timeout=2) is not None
+
+        eventually(served, timeout=20, interval=0)
     finally:
         assert server.stop() == 0, server.output
     assert "Traceback" not in server.output
