@@ -94,6 +94,7 @@ import io
 import logging
 import os
 import re
+import selectors
 import socket
 import ssl
 import sys
@@ -1503,7 +1504,7 @@ class SelectorWaker:
 
     def __init__(self, server):
         self.socket, self._writer = socket.socketpair()
-        server._connections._selector.register(self.socket.fileno(), 1, self)  # selectors.EVENT_READ
+        server._connections._selector.register(self.socket.fileno(), selectors.EVENT_READ, self)
 
     def wake(self, server):
         """Ask cheroot's selector loop to stop (its private ``_stop_requested``, which its ``stop()`` sets too) and

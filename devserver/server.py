@@ -145,7 +145,10 @@ class Server(wsgi.Server):
     ``request_queue_size`` (the listen backlog) ``socket.SOMAXCONN``, so that a burst of connections is not refused
     while the pool grows. What it adds:
 
-    - a pool that grows from ``numthreads`` toward ``max`` while requests wait (``PoolSizer``);
+    - a pool that grows from ``numthreads`` toward ``max`` while requests wait, and a 503 for a request that
+      waits for a thread longer than ``header_timeout`` (``PoolSizer``);
+    - open streams ended at once by ``stop()`` (``devserver.streams``), which waits for requests in flight within
+      ``shutdown_timeout`` all told;
     - a request parsed only once its head has all arrived, within ``header_timeout`` seconds, and its body too,
       each read within ``timeout`` seconds of the last (408 otherwise): until then the connection waits in the
       selector, so that slow or silent clients hold no worker;
@@ -258,8 +261,10 @@ class Server(wsgi.Server):
             self.bind_addr = name if self.listening_socket.family == socket.AF_UNIX else name[:2]
         super().prepare()
         self._waker = SelectorWaker(self)
-        # Also for a pool that cannot grow: it answers 503 to requests that wait too long for a thread.
-        self.pool_sizer = PoolSizer(self.requests, server=self)
+        # Also for a pool that cannot grow, which it only watches for requests that wait too long (a 503): it need
+        # not look as often.
+        interval = 0.02 if self.requests.max > self.requests.min else 0.25
+        self.pool_sizer = PoolSizer(self.requests, server=self, interval=interval)
         self.pool_sizer.start()
 
     draining = False

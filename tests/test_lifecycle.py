@@ -71,8 +71,9 @@ def test_stop_gracefully_says_whether_it_waited_timed_out_or_gave_up():
         assert result == {"status": 200}
 
 
-def test_ctrl_c_again_gives_up_and_says_so(start_server):
-    server = start_server("127.0.0.1:0", "--noreload", "--shutdown-timeout", "30")
+@pytest.mark.parametrize("reload", ["--noreload", "--reload"])
+def test_ctrl_c_again_gives_up_and_says_so(start_server, reload):
+    server = start_server("127.0.0.1:0", reload, "--shutdown-timeout", "30")
     client, _ = in_background(server.url + "sleep/?seconds=5")
     time.sleep(0.5)
     server.signal(signal.SIGINT)
