@@ -6,7 +6,9 @@ request line, the status, the body bytes sent and the time the response took; a 
 left or read too slowly says so, with the length it announced.
 """
 
+import contextlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -45,22 +47,32 @@ class FileAccessLog:
     """Each response as a line of ``path`` (``-``: standard output), in the common log format with the duration
     in seconds after it: ``127.0.0.1 - - [22/Nov/2026:02:30:00 +0000] "GET / HTTP/1.1" 200 1234 0.002104``.
 
-    ``reopen()`` may be called from a signal handler (SIGUSR1): the file is closed and opened again under the same
-    name before the next line, so that a rotated log (``logrotate``'s ``create``) is written anew. Lines are
-    written whole, one ``write`` each, from any thread. ``OSError`` from opening the file is raised at once.
+    ``reopen()`` may be called from a signal handler (SIGUSR1): the file is opened again under the same name before
+    the next line, so that a rotated log (``logrotate``'s ``create``) is written anew; a file that cannot be opened
+    leaves the current one in use. Lines are written whole, one ``write`` each (``O_APPEND``, unbuffered), from any
+    thread. ``OSError`` from opening the file is raised at once, by the constructor only.
+
+    A line that cannot be written (a full disk: ``ENOSPC``) is dropped, as nginx drops it: ``log`` never raises, so a
+    failing log never touches the connection of the response it logs. While writes fail, a warning goes to standard
+    error once every ``WARN_EVERY`` seconds with the count of lines lost; writing goes on by itself once the disk
+    has room again, and says so.
     """
+
+    WARN_EVERY = 60.0
 
     def __init__(self, path):
         self.path = path
         self._lock = threading.Lock()
         self._reopen = False
         self._second, self._stamp = None, ""
-        self._file = self._open()
+        self._lost = 0
+        self._warned_at = None
+        self._fd = self._open()
 
     def _open(self):
         if self.path == "-":
-            return sys.stdout
-        return open(self.path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
+            return sys.stdout.fileno()
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def reopen(self):
         """Reopen the file before the next line (safe in a signal handler: it only sets a flag)."""
@@ -68,8 +80,9 @@ class FileAccessLog:
 
     def close(self):
         with self._lock:
-            if self._file is not sys.stdout:
-                self._file.close()
+            if self.path != "-":
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
 
     def _timestamp(self):
         now = int(time.time())
@@ -78,23 +91,49 @@ class FileAccessLog:
         return self._stamp
 
     def log(self, client, request_line, status, size, duration, announced=None, cut_off=False):
-        """As ``LoggerAccessLog.log``."""
+        """As ``LoggerAccessLog.log``; never raises."""
         if '"' in request_line or "\\" in request_line:  # as nginx escapes them: the line stays parseable
             request_line = request_line.replace("\\", "\\x5C").replace('"', "\\x22")
         line = f'{client or "-"} - - [{self._timestamp()}] "{request_line}" {status} {size} {duration:.6f}'
         if cut_off:
             line += f" cut-off/{announced}" if announced is not None else " cut-off"
+        data = (line + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
             if self._reopen:
                 self._reopen = False
-                if self._file is not sys.stdout:
-                    try:
-                        new = self._open()
-                    except OSError as error:  # keep writing where it was
-                        print(f"Cannot reopen the access log: {error}", file=sys.stderr, flush=True)
-                    else:
-                        self._file.close()
-                        self._file = new
-            self._file.write(line + "\n")
-            if self._file is sys.stdout:
-                self._file.flush()
+                self._reopen_now()
+            try:
+                if self.path == "-":
+                    sys.stdout.flush()  # what was printed before, first
+                os.write(self._fd, data)
+            except (OSError, ValueError) as error:
+                self._lost += 1
+                now = time.monotonic()
+                if self._warned_at is None or now - self._warned_at >= self.WARN_EVERY:
+                    self._warned_at = now
+                    _say(
+                        f"Cannot write the access log {self.path}: {error.strerror or error}; {self._lost} line(s) "
+                        f"lost so far (said again every {self.WARN_EVERY:g} s while it lasts)."
+                    )
+            else:
+                if self._lost:
+                    _say(f"The access log {self.path} is written again; {self._lost} line(s) were lost.")
+                    self._lost, self._warned_at = 0, None
+
+    def _reopen_now(self):
+        if self.path == "-":
+            return
+        try:
+            new = self._open()
+        except OSError as error:  # keep writing where it was
+            _say(f"Cannot reopen the access log {self.path} (still writing to the file it had): {error.strerror}.")
+            return
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = new
+
+
+def _say(message):
+    """A line to standard error, for what the access log cannot write to itself; never raises."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)

@@ -82,9 +82,15 @@ otherwise the override is narrow and calls ``super()``.
 - ``answer_busy`` (with ``Connection.communicate`` and ``Server.answer_waiting``): a request queued for a worker
   for longer than the header timeout is answered 503 from the pool sizer's thread; the worker that takes it from
   cheroot's queue later leaves it. Its request line, for the access log, is read from ``LineReader``'s buffer.
+- ``ConnectionManager`` (``accept_pausing``, with ``resume_accepting`` and ``Server.pause_accepting``): an
+  ``accept()`` that fails for want of descriptors (EMFILE) takes the listening socket out of the selector for
+  ``Server.ACCEPT_PAUSE`` seconds, as nginx does, instead of escaping cheroot's loop, which then spun at 100% CPU
+  and stopped closing idle connections, so that no descriptor ever came free.
 - ``worker_count`` and ``grow``: the live workers of a ``ThreadPool`` from its private ``_threads`` list (cheroot has
-  no public count), and ``grow`` after its private ``_clear_dead_threads()``: cheroot keeps exited workers in that
-  list until the next ``shrink()`` and counts them against ``max``, so a pool that had shrunk could not grow again
+  no public count), and ``grow`` (replacing cheroot's, through its private ``_spawn_worker`` and ``_threads``) one
+  worker at a time, each counted as it starts, so that one that cannot start (``can't start new thread``) loses no
+  other, after its private ``_clear_dead_threads()``: cheroot keeps exited workers in that list until the next
+  ``shrink()`` and counts them against ``max``, so a pool that had shrunk could not grow again
   (150 concurrent 1 s requests took 15 s on 14 threads while the log said all 100 were busy).
 """
 
@@ -102,6 +108,7 @@ import tempfile
 import threading
 import time
 
+from cheroot import connections as cheroot_connections
 from cheroot import errors as cheroot_errors
 from cheroot import server as cheroot_server
 from cheroot import wsgi
@@ -121,6 +128,10 @@ __all__ = [
     "Connection",
     "StrictHeaderReader",
     "TLSAdapter",
+    "ConnectionManager",
+    "OUT_OF_DESCRIPTORS",
+    "accept_pausing",
+    "resume_accepting",
     "read_chunked_body",
     "Gateway",
     "LineReader",
@@ -1109,11 +1120,15 @@ class Connection(cheroot_server.HTTPConnection):
         if self.head_bytes or self.body is not None:
             # Part of a request came, the rest not in time (the selector expired it): say so (RFC 9110 §15.5.9),
             # without waiting on a client that may not read.
-            _send_now(self, _REQUEST_TIMEOUT)
-            if self.server.access_log is not None:
-                self.server.access_log.log(self.remote_addr, "-", 408, 16, 0.0)
             self.head_bytes = b""
             self.discard_body()
+            _send_now(self, _REQUEST_TIMEOUT)
+            try:
+                if self.server.access_log is not None:
+                    self.server.access_log.log(self.remote_addr, "-", 408, 16, 0.0)
+            finally:
+                super().close()  # whatever the log does: a socket left open here stayed open for good
+            return
         super().close()
 
 
@@ -1478,10 +1493,60 @@ def worker_count(pool):
 
 
 def grow(pool, amount):
-    """``pool.grow(amount)`` after dropping exited workers from its list (its private ``_clear_dead_threads``):
-    cheroot's ``grow`` counts them against ``max``, so a pool that has shrunk could not grow again."""
+    """Add up to ``amount`` worker threads to ``pool`` (not above its ``max``), one at a time, after dropping exited
+    workers from its list (its private ``_clear_dead_threads``): cheroot's ``grow`` counts them against ``max``, so a
+    pool that had shrunk could not grow again. Replaces cheroot's ``grow``, which started them all (its private
+    ``_spawn_worker``) before adding any to its private ``_threads``: when one could not be started
+    (``RuntimeError: can't start new thread``), those already started were lost to its count, and its ``stop()``
+    never joined them; and it slept 0.1 s until each was running. Returns ``(started, error)``: how many started,
+    and the ``RuntimeError`` that stopped it, or ``None``."""
     pool._clear_dead_threads()
-    pool.grow(amount)
+    started = 0
+    for _ in range(min(amount, max(pool.max - len(pool._threads), 0))):
+        try:
+            worker = pool._spawn_worker()
+        except RuntimeError as error:
+            return started, error
+        pool._threads.append(worker)
+        started += 1
+    return started, None
+
+
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""What ``accept()`` fails with when the process or the system has no descriptor or memory left for a connection."""
+
+
+class ConnectionManager(cheroot_connections.ConnectionManager):
+    """cheroot's connection manager (the selector loop), with an ``accept()`` that fails for want of descriptors
+    (``OUT_OF_DESCRIPTORS``) handed to ``server.pause_accepting(error)`` instead of raised. cheroot let it out of
+    its loop: ``serve()`` logged a traceback and looped at once, ten thousand times a second at 100% CPU (the
+    listening socket stays readable), and each turn reset the timer of its expiry of idle connections and dropped
+    the other connections that were ready, so no connection was ever closed and no descriptor came free. Its
+    private ``_from_server_socket`` is extended, calling ``super()``; ``accept_pausing`` installs it."""
+
+    def _from_server_socket(self, server_socket):
+        try:
+            conn = super()._from_server_socket(server_socket)
+        except OSError as error:
+            if error.errno not in OUT_OF_DESCRIPTORS:
+                raise
+            self.server.pause_accepting(error)
+            return None
+        if conn is not None and self.server.accept_paused_since is not None:
+            self.server.accepting_again()
+        return conn
+
+
+def accept_pausing(server):
+    """Make ``server``'s connection manager (cheroot's private ``_connections``, made by ``prepare()``) a
+    ``ConnectionManager`` of this module."""
+    server._connections.__class__ = ConnectionManager
+
+
+def resume_accepting(server):
+    """Put ``server``'s listening socket back in cheroot's selector (``stop_accepting`` undone)."""
+    with contextlib.suppress(KeyError, ValueError, OSError):
+        server._connections._selector.register(server.socket.fileno(), selectors.EVENT_READ, server)
 
 
 def pool_threads(pool):

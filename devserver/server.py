@@ -25,10 +25,12 @@ from .cheroot_overrides import (
     SCGIConnection,
     SelectorWaker,
     StrictHeaderReader,
+    accept_pausing,
     answer_busy,
     grow,
     pool_threads,
     read_head,
+    resume_accepting,
     stop_accepting,
     waiting_connections,
     worker_count,
@@ -60,13 +62,22 @@ server_logger = logging.getLogger("devserver.server")
 class PoolSizer(threading.Thread):
     """Grows and shrinks a cheroot ``ThreadPool``, which never resizes itself.
 
-    Every ``interval`` seconds: when requests are queued and no worker is idle, add as many workers as are
-    queued, up to the pool's ``max``; at ``max`` with requests waiting, log a warning (once, then every
-    ``warn_every`` seconds while it lasts) that says how many workers hold open streams (``devserver.streams``),
-    and answer ``503 Service Unavailable`` to each request that has waited for a worker for more than
-    ``server.header_timeout`` seconds (``Server.answer_waiting``), rather than leave its client waiting in silence.
-    Workers above the pool's ``min`` that have been idle for ``idle_timeout`` seconds are retired.
+    While requests arrive (``wake()``, called by the server when a request is queued while the sizer dozes), every
+    ``interval`` seconds: when requests are queued and no worker is idle, add as many workers as are queued, up to
+    the pool's ``max``; at ``max`` with requests waiting, log a warning (once, then every ``warn_every`` seconds
+    while it lasts) that says how many workers hold open streams (``devserver.streams``), and answer ``503 Service
+    Unavailable`` to each request that has waited for a worker for more than ``server.header_timeout`` seconds
+    (``Server.answer_waiting``), rather than leave its client waiting in silence. Workers above the pool's ``min``
+    that have been idle for ``idle_timeout`` seconds are retired. Once nothing has waited for ``ACTIVE_FOR``
+    seconds it dozes: it wakes for the next retirement, or when woken, and not at all on an idle server.
+
+    A worker thread that cannot be started (``RuntimeError: can't start new thread``, under a memory limit) is
+    logged, once until threads start again, and tried again ``RETRY_AFTER`` seconds later; the pool counts only
+    the threads that started (``devserver.cheroot_overrides.grow``).
     """
+
+    ACTIVE_FOR = 1.0
+    RETRY_AFTER = 1.0
 
     def __init__(self, pool, *, server=None, interval=0.02, idle_timeout=10.0, warn_every=5.0):
         super().__init__(name="cheroot-pool-sizer", daemon=True)
@@ -75,26 +86,54 @@ class PoolSizer(threading.Thread):
         self.interval = interval
         self.idle_timeout = idle_timeout
         self.warn_every = warn_every
+        self.dozing = False
+        self.wakes = 0  # times it looked at the pool, for the tests
         self._stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._start_failed_at = None
 
     def stop(self):
         self._stop_event.set()
+        self._wake.set()
         if self.is_alive():
             self.join()
+
+    def wake(self):
+        self._wake.set()
 
     @property
     def size(self):
         return worker_count(self.pool)
 
+    def _must_act(self):
+        return self.pool.qsize and not self.pool.idle
+
     def run(self):
-        surplus_since = None
-        warned_at = None
-        while not self._stop_event.wait(self.interval):
+        surplus_since = warned_at = None
+        active_until = 0.0
+        while not self._stop_event.is_set():
+            now = time.monotonic()
+            if now < active_until:
+                timeout = self.interval
+            elif surplus_since is not None:
+                timeout = max(self.interval, surplus_since + self.idle_timeout - now)
+            else:
+                timeout = None
+            # Dozing is said before the last look, so that a request queued after that look wakes it.
+            self.dozing = timeout != self.interval
+            if not (self.dozing and self._must_act()):
+                self._wake.wait(timeout)
+            self._wake.clear()
+            self.dozing = False
+            if self._stop_event.is_set():
+                break
+            self.wakes += 1
             pool = self.pool
             waiting, idle, size = pool.qsize, pool.idle, self.size
             if waiting and not idle:
+                active_until = time.monotonic() + self.ACTIVE_FOR
                 if size < pool.max:
-                    grow(pool, min(waiting, pool.max - size))
+                    self._grow(min(waiting, pool.max - size))
                 else:
                     if warned_at is None or time.monotonic() - warned_at >= self.warn_every:
                         warned_at = time.monotonic()
@@ -114,6 +153,24 @@ class PoolSizer(threading.Thread):
                     surplus_since = None
             else:
                 surplus_since = None
+
+    def _grow(self, amount):
+        failed_at = self._start_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < self.RETRY_AFTER:
+            return
+        started, error = grow(self.pool, amount)
+        if error is not None:
+            if failed_at is None:
+                server_logger.warning(
+                    "Cannot start another worker thread (%s): the pool stays at %d threads; trying again every %g s.",
+                    error,
+                    self.size,
+                    self.RETRY_AFTER,
+                )
+            self._start_failed_at = time.monotonic()
+        elif failed_at is not None and started:
+            self._start_failed_at = None
+            server_logger.warning("Worker threads start again: the pool has %d.", self.size)
 
     def warn(self, size, waiting):
         streams = len(self.server.streams) if self.server is not None else 0
@@ -213,6 +270,7 @@ class Server(wsgi.Server):
         self.bind_error = None
         self.pool_sizer = None
         self.streams = OpenStreams()
+        self._accepting = threading.Lock()  # pause_accepting and drain against the timer that resumes
         self.queued = {}  # connection -> time.monotonic() it was queued for a worker (answer_waiting)
         self._waker = None
         self._stopping_threads = None
@@ -260,11 +318,10 @@ class Server(wsgi.Server):
             name = self.listening_socket.getsockname()
             self.bind_addr = name if self.listening_socket.family == socket.AF_UNIX else name[:2]
         super().prepare()
+        accept_pausing(self)
         self._waker = SelectorWaker(self)
-        # Also for a pool that cannot grow, which it only watches for requests that wait too long (a 503): it need
-        # not look as often.
-        interval = 0.02 if self.requests.max > self.requests.min else 0.25
-        self.pool_sizer = PoolSizer(self.requests, server=self, interval=interval)
+        # Also for a pool that cannot grow: it answers 503 to requests that wait too long for a thread.
+        self.pool_sizer = PoolSizer(self.requests, server=self)
         self.pool_sizer.start()
 
     draining = False
@@ -311,6 +368,52 @@ class Server(wsgi.Server):
             return False
         return sum(1 for thread in threads if thread.is_alive()) <= self.streams.running_ended()
 
+    ACCEPT_PAUSE = 0.5
+    """Seconds the listening socket is left alone after ``accept()`` failed for want of descriptors (nginx: 0.5)."""
+
+    accept_paused_since = None
+    """``time.monotonic()`` when ``accept()`` began to fail for want of descriptors, while it lasts."""
+
+    def pause_accepting(self, error):
+        """``accept()`` failed with ``error`` for want of descriptors (``EMFILE``...): take the listening socket out
+        of the selector for ``ACCEPT_PAUSE`` seconds, as nginx does, while the connections already open are served
+        and idle ones expire (which frees descriptors); new connections wait in the backlog meanwhile. Said once
+        for each episode (``accepting_again`` ends it)."""
+        with self._accepting:
+            stop_accepting(self)
+            if self.accept_paused_since is None:
+                self.accept_paused_since = time.monotonic()
+                server_logger.warning(
+                    "Out of file descriptors (accept: %s): new connections wait, and accepting them is tried again "
+                    "every %g s; open connections are served. Raise the limit (ulimit -n; LimitNOFILE= under "
+                    "systemd).",
+                    error.strerror or error,
+                    self.ACCEPT_PAUSE,
+                )
+        timer = threading.Timer(self.ACCEPT_PAUSE, self._resume_accepting)
+        timer.daemon = True
+        timer.start()
+
+    def _resume_accepting(self):
+        with self._accepting:
+            if self.ready and not self.draining:
+                resume_accepting(self)
+
+    def accepting_again(self):
+        """A connection was accepted after ``pause_accepting``: the episode is over."""
+        paused = self.accept_paused_since
+        self.accept_paused_since = None
+        if paused is not None:
+            server_logger.warning(
+                "Accepting connections again, after %.1f s without file descriptors.", time.monotonic() - paused
+            )
+
+    def nudge_sizer(self):
+        """Wake the ``PoolSizer`` if it dozes and a request waits in the queue (no worker took it at once)."""
+        sizer = self.pool_sizer
+        if sizer is not None and sizer.dozing and self.requests.qsize:
+            sizer.wake()
+
     def threads_left(self):
         """Whether worker threads still run after a ``stop()`` (those of ended streams, or requests abandoned)."""
         return any(thread.is_alive() for thread in self._stopping_threads or ())
@@ -330,8 +433,9 @@ class Server(wsgi.Server):
         request has begun to arrive, or that were accepted less than ``FRESH_CONNECTION`` seconds ago, to be taken
         by a worker; from now on every response closes its connection. cheroot's ``stop()`` closes those
         connections at once, and a client that had just connected got no response."""
-        self.draining = True
-        stop_accepting(self)
+        with self._accepting:
+            self.draining = True
+            stop_accepting(self)
         deadline = time.monotonic() + self.shutdown_timeout
         quiet_since = None
         while time.monotonic() < deadline:
@@ -360,6 +464,7 @@ class Server(wsgi.Server):
         if state is HEAD_READY:
             self.queued[conn] = time.monotonic()
             super().process_conn(conn)
+            self.nudge_sizer()
         elif state is HEAD_WAIT:
             self.put_conn(conn)
         else:
@@ -393,6 +498,7 @@ class SCGIServer(Server):
         """cheroot's: queue ``conn`` for a worker, which reads the request (``Server.process_conn`` reads HTTP)."""
         if conn is not self._waker:  # stop() woke the selector's loop
             wsgi.Server.process_conn(self, conn)
+            self.nudge_sizer()
 
 
 class UnixSocketError(OSError):

@@ -448,3 +448,19 @@ def test_a_stop_wakes_the_selector_at_once():
     assert time.monotonic() - started < 10
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_what_accept_pausing_relies_on():
+    # prepare() makes a cheroot ConnectionManager, whose class accept_pausing swaps for a subclass; its loop calls
+    # _from_server_socket for the listening socket, which lets an accept() error other than the ones it knows out.
+    manager = cheroot_server.connections.ConnectionManager
+    assert "self._from_server_socket(self.server.socket)" in inspect.getsource(manager._run)
+    source = inspect.getsource(manager._from_server_socket)
+    assert "server_socket.accept()" in source and source.rstrip().endswith("raise")
+    server = wsgi.Server(("127.0.0.1", 0), None)
+    server.prepare()
+    try:
+        assert type(server._connections) is manager
+        assert not set(vars(overrides.ConnectionManager)) - {"__module__", "__doc__", "_from_server_socket"}
+    finally:
+        server.stop()
