@@ -16,7 +16,7 @@ given; the load is light (at most 50 streams), so pinning to a CPU is not needed
 - ``browser-reload``: the tile page in headless Chromium (Debian's, driven by Playwright) with
   django-browser-reload; time from the change being seen to the page's reload.
 - ``shutdown-timeout``: runcherrypy alone, ``--shutdown-timeout`` 0, 1 and 5 with a 5 s request in flight:
-  the time from SIGTERM to the exit (status 1: the request was abandoned).
+  the time from SIGTERM to the exit (status 1 when the request was abandoned, 0 when it finished in time).
 - ``requests during reloads``: a client making one request after another, each on a new connection, through
   ``--reloads`` reloads: how many failed (refused, reset, or no answer).
 """

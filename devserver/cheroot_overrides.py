@@ -239,9 +239,13 @@ class Gateway(wsgi.Gateway_10):
         self.response_length = self.remaining_bytes_out
         try:
             if self.req.method == b"HEAD":
-                if type(response) is not FileIterator and not is_stream(response):
-                    for _ in response:
-                        pass
+                if type(response) is not FileIterator:
+                    # A stream is not run for a HEAD (it may never end) once it has given its headers: one that gives
+                    # them on its first iteration (PEP 3333 allows it) is run that far.
+                    streaming = is_stream(response)
+                    for _ in () if streaming and self.started_response else response:
+                        if streaming and self.started_response:
+                            break
             elif type(response) is FileIterator and self.remaining_bytes_out is not None and self.can_sendfile():
                 self.sendfile(response)
             elif is_stream(response):
@@ -270,9 +274,12 @@ class Gateway(wsgi.Gateway_10):
         """Send ``response``, a stream (``devserver.streams.is_stream``), chunk by chunk until it ends or the server
         ends it (``end``): each chunk is written under ``lock``, after checking that it has not been ended."""
         self.lock = threading.Lock()
+        self.finished = False
         streams = self.req.server.streams
-        streams.add(self)
+        streams.add(self)  # ended at once if the server is stopping: then its iterator is not read at all
         try:
+            if self.ended:
+                return
             for chunk in response:
                 with self.lock:
                     if self.ended:
@@ -282,31 +289,49 @@ class Gateway(wsgi.Gateway_10):
                             raise ValueError("WSGI Applications must yield bytes")
                         self.write(chunk)
         finally:
+            with self.lock:
+                self.finished = True  # an end() from now on has nothing to do
             streams.discard(self)
 
     def end(self):
-        """End this stream from another thread (``devserver.streams``), at once: its status line and headers sent
-        if its iterator has yielded nothing yet, then its last chunk if it is chunked (RFC 9112 §7.1), and the
-        connection shut down. The worker stops at the iterator's next chunk (``stream``). A worker in the middle of
-        a write (a client that does not read) is not waited for past ``END_WAIT`` seconds: the connection is shut
-        down under it."""
+        """End this stream from another thread (``devserver.streams``), at once, then shut the connection down; the
+        worker stops at the iterator's next chunk (``stream``). How it ends depends on what the client was told:
+
+        - an event stream (``text/event-stream``) gets its last chunk (RFC 9112 §7.1), after its status line and
+          headers if nothing was sent yet: a complete response, and ``EventSource`` reconnects;
+        - another stream that has sent nothing yet (a long poll, a download still being prepared) is answered
+          ``503 Service Unavailable`` with ``Retry-After: 1`` instead: the client retries, and a download is not
+          taken for an empty file;
+        - another stream under way (a CSV export) is cut short, without a last chunk, so that the client sees the
+          body incomplete rather than a short file it takes for whole; the access log says it was cut off.
+
+        A worker in the middle of a write (a client that does not read) is not waited for past ``END_WAIT``
+        seconds: the connection is shut down under it."""
         req = self.req
         if not self.lock.acquire(timeout=END_WAIT):
-            self.ended = True
+            self.ended = self.cut_off = True
             shut(req.conn.socket)
             return
         try:
-            if self.ended:
+            if self.ended or self.finished:
                 return
             self.ended = True
             req.close_connection = True
             data = b""
-            if not req.sent_headers and self.started_response:
+            if self.started_response and _is_event_stream(req.outheaders):
+                if not req.sent_headers:
+                    req.sent_headers = True
+                    data = req.header_block()
+                if req.chunked_write:
+                    data += b"0\r\n\r\n"
+            elif self.started_response and not req.sent_headers:
                 req.sent_headers = True
-                data = req.header_block()
-            if req.chunked_write:
-                data += b"0\r\n\r\n"
-                req.chunked_write = False  # not again by Request.respond
+                req.status = b"503 Service Unavailable"
+                data = _RESTARTING
+                self.body_bytes = len(_RESTARTING_BODY)
+            else:
+                self.cut_off = True
+            req.chunked_write = False  # not again by Request.respond
             if data:
                 _send_now(req.conn, data)
             shut(req.conn.socket)
@@ -423,6 +448,21 @@ class Gateway(wsgi.Gateway_10):
             self.response_length,
             self.cut_off,
         )
+
+
+_RESTARTING_BODY = b"The server is stopping or restarting: retry.\n"
+_RESTARTING = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\n\r\n%s" % (len(_RESTARTING_BODY), _RESTARTING_BODY)
+)
+
+
+def _is_event_stream(headers):
+    """Whether response ``headers`` (``(name, value)`` byte pairs) say ``Content-Type: text/event-stream``."""
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+    return False
 
 
 _COMMA_SEPARATED = frozenset(cheroot_server.comma_separated_headers)
@@ -1579,5 +1619,6 @@ class SelectorWaker:
             self._writer.send(b"\0")
 
     def close(self):
+        """Close both ends (again: cheroot closes what its selector still holds)."""
         self.socket.close()
         self._writer.close()

@@ -161,7 +161,10 @@ class Reporter:
         """The stop ended with ``outcome``; ``ended`` open streams were ended. The process may end right after."""
 
     def cut_off(self):
-        """On a reload, requests still running after ``RELOAD_GRACE`` seconds are cut off."""
+        """On a reload, requests still running after ``RELOAD_GRACE`` seconds (and ``GRACE``) are cut off."""
+
+    def exiting(self):
+        """The reloader's parent ends now (``os._exit``), its last child gone."""
 
 
 class Runner:
@@ -183,7 +186,7 @@ class Runner:
         self.link = link
         self.stop_request = StopRequest(on_first=self._on_first_stop)
         self.thread = None
-        self._lock = threading.RLock()  # a signal handler on the main thread may take it again
+        self._lock = threading.Lock()
         self._stopping = False
         self._in_child = False
         self._started = threading.Event()  # in a reloader's child: serving
@@ -210,9 +213,11 @@ class Runner:
             finally:
                 for sock in sockets:
                     close_listening(sock)
-            # The children did the work; this process has nothing to clean up, and a normal exit of an interpreter
-            # with Django loaded takes 70 ms more of the developer's Ctrl-C.
-            _exit_now(status)
+            # The children did the work; this process has nothing more to clean up, and a normal exit of an
+            # interpreter with Django loaded takes 70 ms more of the developer's Ctrl-C. A child ended by a signal
+            # (a negative status) is reported as a shell does: 128 + the signal's number.
+            self.reporter.exiting()
+            _exit_now(status if status >= 0 else 128 - status)
 
     def _start(self, on_exit=None):
         """Build, bind and start serving; the reporter turns a bind failure into the error to raise."""
@@ -288,7 +293,9 @@ class Runner:
 
         autoreload.file_changed.connect(record, weak=False)
         reloading = False
-        with SignalHandlers(_no_op, self._other_signals()), self._stop_signals_at_once():
+        with self._child_signals():
+            for signum in reloader_module.pending_signals:  # came while this process was a standby, or starting
+                self.stop_request.handle(signum)
             try:
                 self._start_django(reloader)
             except SystemExit as exit:
@@ -299,10 +306,16 @@ class Runner:
                 self._stop_child(reloading).join()
 
     @contextlib.contextmanager
-    def _stop_signals_at_once(self):
-        """SIGINT and SIGTERM handled as they arrive, on a thread of their own (``signal.set_wakeup_fd``). Python runs
-        a signal's handler on the main thread, once it runs Python code again, and the file watcher keeps it in C
-        or Rust for a while (django-watchfiles: up to 50 ms); the handlers on the main thread do nothing."""
+    def _child_signals(self):
+        """The reloader's child's signal handlers: SIGINT and SIGTERM handled as they arrive, on a thread of their
+        own (``signal.set_wakeup_fd``; the handlers on the main thread do nothing). Python runs a signal's handler on
+        the main thread once it runs Python code again, and the file watcher keeps it in C or Rust for a while
+        (django-watchfiles: up to 50 ms). Where a pipe cannot be a wakeup descriptor (Windows), the main thread's
+        handlers act, as in the foreground."""
+        if os.name != "posix":
+            with self.stop_request.catching_signals(self._other_signals()):
+                yield
+            return
         read, write = os.pipe()
         os.set_blocking(write, False)
         previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
@@ -316,7 +329,8 @@ class Runner:
 
         threading.Thread(target=handle, name="runcherrypy-signals", daemon=True).start()
         try:
-            yield
+            with SignalHandlers(_no_op, self._other_signals()):
+                yield
         finally:
             signal.set_wakeup_fd(previous)
 
@@ -346,15 +360,17 @@ class Runner:
             reloader.run(main)
 
     def _look_back(self, reloader):
-        """A change saved while this child started (after it was told to go on: ``devserver.reloader.went_at``) and
+        """A change saved while this child started (after it was told to go on: ``devserver.reloader.resumed_at``) and
         before its watcher was watching would be lost: a watcher sees changes from its first pass on. Look for one
         once, and reload for it as the watcher would."""
-        since = reloader_module.went_at
+        since = reloader_module.resumed_at
         if since is None:
             return
+        now = time.time()
         for path in reloader.watched_files():
             try:
-                changed = path.stat().st_mtime > since
+                # Not one dated in the future (a clock ahead, files from an archive): it would reload for ever.
+                changed = since < path.stat().st_mtime <= now
             except OSError:
                 continue
             if changed:
@@ -362,19 +378,19 @@ class Runner:
                 return
 
     def _serve_in_child(self):
-        # Django's main-function thread; the main thread may already be stopping.
+        # Django's main-function thread; the main thread may already be stopping. The lock is not held while the
+        # server starts (the system checks may take a while): a stop meanwhile ends the process at once.
         with self._lock:
             if self._stopping:
                 return
-            try:
-                self._start()
-                self._started.set()
-            except CommandError as error:
-                # A bad option, or a socket that cannot be served: no code change fixes it, so the reloader must
-                # not wait. Other errors (a syntax error in the project) propagate: Django shows them and waits for
-                # a fix.
-                self.reporter.fatal(error)
-                _exit_now(1)
+        try:
+            self._start()
+            self._started.set()
+        except CommandError as error:
+            # A bad option, or a socket that cannot be served: no code change fixes it, so the reloader must not
+            # wait. Other errors (a syntax error in the project) propagate: Django shows them and waits for a fix.
+            self.reporter.fatal(error)
+            _exit_now(1)
 
     def _stop_child(self, reloading):
         """Start stopping the child's server on a thread of its own, once (later calls return the same thread),
@@ -409,7 +425,7 @@ class Runner:
 
 
 def _no_op(signum, frame):
-    """A signal handler that does nothing, where a thread handles the signal (``Runner._stop_signals_at_once``)."""
+    """A signal handler that does nothing, where a thread handles the signal (``Runner._child_signals``)."""
 
 
 def _exit_now(status):

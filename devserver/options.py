@@ -384,7 +384,8 @@ OPTIONS = (
     Option(
         "header_timeout",
         "Seconds a request head (request line and header fields) may take to arrive, from its first byte or from "
-        "the connection; then it is answered 408 and closed. Until it has all arrived it holds no worker thread.",
+        "the connection; then it is answered 408 and closed. Until it has all arrived it holds no worker thread. A "
+        "whole request that then waits longer than this for a worker thread (all busy) is answered 503.",
         flags=("--header-timeout",),
         setting="RUNCHERRYPY_HEADER_TIMEOUT",
         convert=seconds,

@@ -36,6 +36,8 @@ __all__ = [
     "STANDBY_ENV",
     "STOP_SIGNALS",
     "WARM_MODULES",
+    "pending_signals",
+    "resumed_at",
     "INHERITS",
     "ReloaderLink",
     "SignalHandlers",
@@ -78,10 +80,15 @@ WARM_MODULES = (
 are imported after the change). Each is imported if it can be; one that fails is left to the command."""
 
 
-went_at = None
+resumed_at = None
 """``time.time()`` when this process, a standby until then, was told to go on: the project's code is loaded after it,
 so a change made since may not be in what it runs (``Runner`` looks for one once its watcher is set up). ``None`` in
 any other process."""
+
+pending_signals = []
+"""SIGINT and SIGTERM received by a standby before its command took the signals over (the ``-c`` code records
+them from its first statement): the command acts on them then (``Runner``), so that a Ctrl-C at that moment is
+neither lost nor a ``KeyboardInterrupt`` traceback."""
 
 
 class ReloaderLink:
@@ -95,6 +102,8 @@ class ReloaderLink:
             sock.set_inheritable(False)
             self.sockets.append(sock)
         self.notify_fd = notify_fd
+        if notify_fd is not None:
+            os.set_inheritable(notify_fd, False)  # a process this one starts must not hold the parent's pipe open
 
     def reloading(self):
         if self.notify_fd is not None:
@@ -144,8 +153,14 @@ class _Child:
             RELOADER_SOCKETS_ENV: ",".join(map(str, descriptors)) + f":{notify_write}",
         }
         try:
+            # In a process group of its own until it goes on (standby() then joins this one's): a terminal's Ctrl-C
+            # reaches this one's group, and would interrupt a standby still starting Python with a traceback.
             self.process = subprocess.Popen(
-                arguments, env=environ, close_fds=True, pass_fds=[*descriptors, go_read, notify_write]
+                arguments,
+                env=environ,
+                close_fds=True,
+                pass_fds=[*descriptors, go_read, notify_write],
+                process_group=0,
             )
         finally:
             os.close(go_read)
@@ -165,15 +180,17 @@ class _Child:
         return True
 
     def dismiss(self):
-        """End a standby that was not needed: its pipe closes and it exits."""
+        """End a standby that was not needed (it has run no project code: killed, rather than waited for while it
+        imports), and close its pipes."""
         if self.go_write is not None:
             os.close(self.go_write)
             self.go_write = None
         if self.notices is not None:
             os.close(self.notices)
             self.notices = None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.wait()
 
     def next_notice(self):
         """Block until the child says ``reloading`` (``True``) or exits (``False``); the pipe is closed then."""
@@ -226,8 +243,11 @@ def _standby_arguments():
         position += 1
     package_folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = (
+        # First of all, a stop signal is recorded, not obeyed: a terminal's Ctrl-C reaches the standbys too.
+        "import signal; pending = []; record = lambda signum, frame: pending.append(signum); "
+        "signal.signal(signal.SIGINT, record); signal.signal(signal.SIGTERM, record); "
         "import os, sys; sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[1])); "
-        f"sys.path.append({package_folder!r}); from devserver.reloader import standby; standby()"
+        f"sys.path.append({package_folder!r}); from devserver.reloader import standby; standby(pending)"
     )
     return [*arguments[:position], "-c", code, *arguments[position:]]
 
@@ -252,11 +272,18 @@ def restart_with_reloader(sockets=()):
         pass_on(signum, frame)
 
     passed = {signal.SIGUSR1: pass_on, signal.SIGHUP: pass_on} if hasattr(signal, "SIGUSR1") else None
+
+    def go(child):
+        state["child"] = child  # before it goes on: a stop signal from now on is passed to it
+        started = child.go()
+        if started and state["stopping"]:
+            pass_on(signal.SIGTERM, None)  # it may have come just before: the same signal twice counts once
+        return started
+
     with SignalHandlers(forward, passed):
         child = _Child(arguments, environ, sockets)
-        child.go()
+        go(child)
         while True:
-            state["child"] = child
             standby = _Child(arguments, environ, sockets) if INHERITS and not state["stopping"] else None
             reloading = child.next_notice()
             if not reloading:
@@ -269,18 +296,23 @@ def restart_with_reloader(sockets=()):
                     standby.dismiss()
                 status = child.process.wait()
                 return 0 if status == RELOAD_EXIT_CODE else status
-            if standby is None or not standby.go():
+            if standby is None or not go(standby):
+                if standby is not None:
+                    standby.dismiss()  # it could not start: its pipes are closed
                 standby = _Child(arguments, environ, sockets)
-                standby.go()
+                go(standby)
             child = standby
 
 
-def standby():
+def standby(pending=None):
     """A standby child's start (``python -c``, with the command's script or ``-m MODULE`` and arguments after it):
     import ``WARM_MODULES``, wait on ``STANDBY_ENV``'s pipe, then run the command as a child started afresh would;
-    end quietly if the pipe closes first. SIGINT and SIGTERM are ignored while it waits."""
+    end quietly if the pipe closes first. ``pending``: the list in which the ``-c`` code records SIGINT and SIGTERM
+    until the command takes them over (``pending_signals``)."""
+    global pending_signals, resumed_at
+    if pending is not None:
+        pending_signals = pending
     go_fd = int(os.environ.pop(STANDBY_ENV))
-    ignored = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
     for name in WARM_MODULES:
         try:
             __import__(name)
@@ -290,10 +322,9 @@ def standby():
     os.close(go_fd)
     if go != b"go":
         os._exit(0)
-    global went_at
-    went_at = time.time()
-    for signum, handler in ignored.items():
-        signal.signal(signum, handler)
+    resumed_at = time.time()
+    with contextlib.suppress(OSError):  # the parent's process group, where a terminal's Ctrl-C reaches it
+        os.setpgid(0, os.getpgid(os.getppid()))
     arguments = sys.argv[1:]
     if arguments[0] == "-m":
         sys.argv = arguments[1:]

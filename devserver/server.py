@@ -121,13 +121,15 @@ class PoolSizer(threading.Thread):
                 timeout = None
             # Dozing is said before the last look, so that a request queued after that look wakes it.
             self.dozing = timeout != self.interval
-            if not (self.dozing and self._must_act()):
-                self._wake.wait(timeout)
+            woken = (self.dozing and self._must_act()) or self._wake.wait(timeout)
             self._wake.clear()
             self.dozing = False
             if self._stop_event.is_set():
                 break
             self.wakes += 1
+            if woken:
+                # Requests are coming: look every interval for a while rather than be woken for each of them.
+                active_until = time.monotonic() + self.ACTIVE_FOR
             pool = self.pool
             waiting, idle, size = pool.qsize, pool.idle, self.size
             if waiting and not idle:
@@ -327,16 +329,20 @@ class Server(wsgi.Server):
     draining = False
     """Set while stopping: each response closes its connection."""
 
-    streams_ended = 0
-    """How many open streams ``stop()`` ended."""
+    @property
+    def streams_ended(self):
+        """How many open streams ``stop()`` ended."""
+        return self.streams.ended_count
 
     def stop(self):
-        """cheroot's graceful stop, after ending the open streams (``devserver.streams``) and ``drain()``, all
-        within ``shutdown_timeout`` seconds (cheroot's own gave the draining and the join that much each). It
-        returns once the requests in flight have finished or were cut off, and the worker threads held by ended
-        streams with them: use ``settled()`` to know when only those are left."""
+        """cheroot's graceful stop, after ending the open streams (``devserver.streams``) and ``drain()``: the
+        requests in flight get ``shutdown_timeout`` seconds all told (cheroot's own gave the draining and the join
+        that much each), and are then cut off (their sockets shut for reading). It returns once every worker thread
+        has ended, those held by ended streams and stuck requests too, which may be never: ``settled()`` says when
+        only ended streams' threads are left, and ``devserver.lifecycle.stop_gracefully`` waits no longer than the
+        timeout."""
         started = time.monotonic()
-        self.streams_ended = self.streams.end_all()
+        self.streams.end_all()
         running = self.ready and getattr(self, "_connections", None) is not None
         if running:
             self.drain()
@@ -346,12 +352,8 @@ class Server(wsgi.Server):
         self._stopping_threads = pool_threads(self.requests)
         if running and self._waker is not None:
             self._waker.wake(self)
-        timeout = self.shutdown_timeout
-        self.shutdown_timeout = max(0.0, started + timeout - time.monotonic())
-        try:
-            super().stop()
-        finally:
-            self.shutdown_timeout = timeout
+        # The unix socket's file goes before cheroot's stop, whose join of busy workers has no bound (a process that
+        # ends meanwhile, os._exit, would leave the file behind).
         if self._socket_file is not None:
             path, device, inode = self._socket_file
             self._socket_file = None
@@ -359,6 +361,15 @@ class Server(wsgi.Server):
                 info = os.stat(path)
                 if (info.st_dev, info.st_ino) == (device, inode):  # still ours, not a newer server's
                     os.unlink(path)
+        timeout = self.shutdown_timeout
+        self.shutdown_timeout = max(0.0, started + timeout - time.monotonic())
+        try:
+            super().stop()
+        finally:
+            self.shutdown_timeout = timeout
+            if self._waker is not None:
+                # cheroot's loop took it out of its selector when it woke, so cheroot's stop does not close it.
+                self._waker.close()
 
     def settled(self):
         """Whether a ``stop()`` under way has nothing left to wait for: every worker thread has finished but those

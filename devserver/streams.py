@@ -7,9 +7,12 @@ ends each one at once, from the thread that stops the server, whatever its worke
 
 - no more reads from its iterator: the worker, when its iterator yields next, finds the stream ended, stops there
   and calls the response's ``close()`` (Django's ``request_finished``);
-- the response finished where its framing allows it (RFC 9112 §7.1: the last chunk of a chunked body, so that
-  curl, ``EventSource`` and ``fetch()`` see a complete response, and reconnect), with its status line and headers
-  first when the iterator had yielded nothing yet (a long poll): the client gets an empty ``200``, not a reset;
+- an event stream (``text/event-stream``) finished as its framing allows (RFC 9112 §7.1: the last chunk of a
+  chunked body, after its status line and headers if none was sent yet), so that ``EventSource`` and curl see a
+  complete response, and reconnect; another stream that has sent nothing yet (a long poll) answered ``503`` with
+  ``Retry-After: 1``, which its client retries; another stream under way (a CSV export) cut short without a last
+  chunk, so that its client sees it incomplete rather than take a short file for a whole one
+  (``devserver.cheroot_overrides.Gateway.end``);
 - the connection closed (``Connection: close`` and a shutdown of the socket), so that the client reconnects, to
   the next process under the reloader.
 
@@ -45,6 +48,7 @@ class OpenStreams:
         self._ended = set()  # ended, their worker still inside the iterator
         self._lock = threading.Lock()
         self.ending = False  # set by end_all: a stream that opens after it is ended at once
+        self.ended_count = 0  # how many were ended, those opened after end_all included
 
     def add(self, stream):
         with self._lock:
@@ -63,19 +67,19 @@ class OpenStreams:
             return len(self._open)
 
     def end_all(self):
-        """End every open stream, and any opened from now on; return how many were open."""
+        """End every open stream, and any opened from now on (``ended_count`` counts them all)."""
         with self._lock:
             self.ending = True
             streams = list(self._open)
         for stream in streams:
             self._end(stream)
-        return len(streams)
 
     def _end(self, stream):
         with self._lock:
             if stream not in self._open:
                 return  # finished meanwhile
             self._ended.add(stream)
+            self.ended_count += 1
         stream.end()
 
     def running_ended(self):

@@ -1,6 +1,5 @@
 import os
 import shutil
-import time
 
 import pytest
 
@@ -79,10 +78,8 @@ def reloading(project, tmp_path):
             **{**SAMPLE, **env},
         )
         started.append(server)
+        # No wait for the watcher: a change saved before it watches is looked for once it does.
         assert server.wait_for("Watching for file changes with")
-        # The watcher starts once the server serves; StatReloader's first pass then records the files' mtimes (an
-        # edit made before it is the baseline, not a change), and watchfiles sets its watches up: give it a moment.
-        time.sleep(1.0)
         return server
 
     yield start

@@ -74,8 +74,8 @@ def test_stop_gracefully_says_whether_it_waited_timed_out_or_gave_up():
 @pytest.mark.parametrize("reload", ["--noreload", "--reload"])
 def test_ctrl_c_again_gives_up_and_says_so(start_server, reload):
     server = start_server("127.0.0.1:0", reload, "--shutdown-timeout", "30")
-    client, _ = in_background(server.url + "sleep/?seconds=5")
-    time.sleep(0.5)
+    client, _ = in_background(server.url + "sleep/?seconds=5&say=give-up")
+    assert server.wait_for("sleeping: give-up")
     server.signal(signal.SIGINT)
     assert server.wait_for("Stopping: waiting up to 30 s for requests in flight (Ctrl-C again to give up)")
     time.sleep(REPEAT_SIGNAL_WINDOW + 0.2)
@@ -92,7 +92,8 @@ def test_the_shutdown_timeout_is_kept_and_its_running_out_said(start_server, rel
     # --shutdown-timeout N waits N s for requests in flight, and the server's own work at most GRACE (0.15 s) more
     # (it took N + 2 to N + 3 s); this allows the processes' start and exit on a loaded machine on top.
     server = start_server("127.0.0.1:0", reload, "--shutdown-timeout", str(timeout))
-    request = Stream(server.port, "/sleep/?seconds=5")  # sent: once its head is in, the stop waits for it
+    request = Stream(server.port, "/sleep/?seconds=5&say=timeout")
+    assert server.wait_for("sleeping: timeout")  # in flight
     started = time.monotonic()
     server.signal(signal.SIGTERM)
     assert server.process.wait(10) == 1

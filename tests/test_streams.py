@@ -3,6 +3,7 @@ a HEAD does not run them; past the thread ceiling a waiting request gets a 503. 
 server in a thread of the test process."""
 
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -82,6 +83,14 @@ class Streams:
     def flood(self):
         return self._counted(iter(lambda: b"x" * 65536, None))
 
+    def slow_export(self):
+        def rows():
+            for number in range(1000):
+                yield b"row %d\n" % number
+                time.sleep(0.05)
+
+        return self._counted(rows())
+
 
 @pytest.fixture
 def app():
@@ -123,18 +132,71 @@ def test_a_stop_ends_an_event_stream_at_once_with_its_last_chunk(app):
         stream.close()
 
 
-def test_a_long_poll_is_answered_empty_at_a_stop_and_its_iterator_is_not_read_again(app):
+def test_a_long_poll_is_answered_503_at_a_stop_and_its_iterator_is_not_read_again(app):
     with serving(app, shutdown_timeout=30) as server:
         stream = Stream(server.bind_addr[1], "/poll")
         eventually(lambda: app.yielded == [0] and len(server.streams) == 1)
         outcome, seconds = timed_stop(server)
         assert outcome is Outcome.STOPPED and seconds < 5
-        assert stream.ended.wait(5) and stream.ended_cleanly
-        assert stream.head.startswith(b"HTTP/1.1 200 OK") and stream.body == b"0\r\n\r\n"
+        assert stream.ended.wait(5) and stream.error is None
+        # Nothing of it was sent: the client is told to retry (its poll, or its download, is not an empty 200).
+        assert stream.head.startswith(b"HTTP/1.1 503 Service Unavailable")
+        assert b"\r\nRetry-After: 1" in stream.head and b"\r\nConnection: close" in stream.head
         app.release.set()  # the poll's event comes: its first chunk is taken, not sent, and no other is asked for
         eventually(lambda: app.closed == [0])
-        assert app.yielded == [1] and stream.body == b"0\r\n\r\n"
+        assert app.yielded == [1] and stream.body.startswith(b"The server is stopping")
         stream.close()
+
+
+def test_a_stream_that_is_not_an_event_stream_is_cut_short_without_its_last_chunk(app):
+    # A CSV export written as a StreamingHttpResponse: ended at a stop, its client must not take the short body for
+    # a whole one.
+    with serving(app, shutdown_timeout=30) as server:
+        stream = Stream(server.bind_addr[1], "/slow_export")
+        eventually(lambda: stream.body.count(b"row") >= 2)
+        assert timed_stop(server)[0] is Outcome.STOPPED
+        assert stream.ended.wait(5) and stream.head.startswith(b"HTTP/1.1 200 OK")
+        assert b"chunked" in stream.head.lower() and not stream.body.endswith(b"0\r\n\r\n")
+        assert not stream.ended_cleanly
+        stream.close()
+
+
+def test_a_stream_opened_once_the_stop_has_begun_is_ended_without_being_read(app):
+    with serving(app, shutdown_timeout=30) as server:
+        port = server.bind_addr[1]
+        server.streams.end_all()  # as stop() begins with
+        stream = Stream(port, "/events")
+        assert stream.ended.wait(5) and stream.ended_cleanly and stream.body == b"0\r\n\r\n"
+        eventually(lambda: app.closed == [0])
+        assert app.yielded == [0] and server.streams_ended == 1
+        stream.close()
+
+
+def lazy_stream_app(environ, start_response):
+    """A generator that calls start_response on its first iteration, as PEP 3333 allows."""
+    start_response("200 OK", [("Content-Type", "text/event-stream")])
+    while True:
+        yield b"data: 1\n\n"
+        time.sleep(0.1)
+
+
+def test_a_head_request_for_a_stream_that_starts_lazily_gets_its_headers():
+    with serving(lazy_stream_app) as server:
+        status, headers, body = fetch(server.bind_addr[1], "/", method="HEAD", timeout=5)
+        assert (status, headers["Content-Type"], body) == (200, "text/event-stream", b"")
+
+
+def test_starting_and_stopping_a_server_leaks_no_descriptor(app):
+    def descriptors():
+        return len(os.listdir("/proc/self/fd"))
+
+    with serving(app):
+        pass
+    before = descriptors()
+    for _ in range(10):
+        with serving(app) as server:
+            assert fetch(server.bind_addr[1], "/slow")[0] == 200
+    assert descriptors() <= before
 
 
 def test_a_request_in_flight_finishes_while_a_stream_is_ended(app):

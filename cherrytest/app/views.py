@@ -108,7 +108,7 @@ poll_event = threading.Event()
 def poll(request):
     """A long poll: the answer comes when something happens, or after ``?seconds=`` (0 to 60, default 30) with
     nothing. Written as a stream, whose body starts once there is something to say, so that the server can tell it
-    apart from a slow request (a stop or a reload ends it at once, with an empty answer)."""
+    apart from a slow request (a stop or a reload ends it at once, with a 503 that asks the client to retry)."""
     seconds, error = _seconds(request, "seconds", "30", 0, 60)
     if error:
         return error

@@ -1,6 +1,7 @@
 """Views that let tests see what the server did."""
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -18,13 +19,16 @@ def index(request):
 
 
 def sleep(request):
-    """Sleep ``?seconds=`` (0 to 10, default 0.5) and say how long: a slow view for concurrency and stopping."""
+    """Sleep ``?seconds=`` (0 to 10, default 0.5) and say how long: a slow view for concurrency and stopping. With
+    ``?say=WORD``, it first writes "sleeping: WORD" to standard error, for a test to wait on."""
     try:
         seconds = float(request.GET.get("seconds", "0.5"))
     except ValueError:
         return HttpResponseBadRequest("seconds must be a number\n", content_type="text/plain")
     if not 0 <= seconds <= MAX_SLEEP:
         return HttpResponseBadRequest("seconds out of range\n", content_type="text/plain")
+    if "say" in request.GET:
+        print(f"sleeping: {request.GET['say']}", file=sys.stderr, flush=True)
     started = time.monotonic()
     time.sleep(seconds)
     return JsonResponse({"slept": round(time.monotonic() - started, 3)})

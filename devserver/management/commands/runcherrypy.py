@@ -21,7 +21,7 @@ from django.utils import autoreload
 
 from devserver import options as option_table
 from devserver.access_log import FileAccessLog, LoggerAccessLog
-from devserver.lifecycle import RELOAD_GRACE, Outcome, Reporter, Runner
+from devserver.lifecycle import GRACE, RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.mounts import project_application
 from devserver.privileges import PidFile, identity
 from devserver.reloader import reloader_link
@@ -152,7 +152,9 @@ class Command(RunserverCommand, Reporter):
             raise CommandError(f"{error}.") from None
         if self.identity is not None and os.geteuid() != 0:
             raise CommandError("--user and --group need the server to be started as root.")
-        self.pidfile = PidFile(self.values["pidfile"]) if self.values["pidfile"] and not self.worker else None
+        # The pid file is the master's, or the reloader's parent's: the process that lasts.
+        owns_pidfile = self.values["pidfile"] and not self.worker and not self.reloader
+        self.pidfile = PidFile(self.values["pidfile"]) if owns_pidfile else None
         if self.pidfile is not None and not os.access(os.path.dirname(os.path.abspath(self.pidfile.path)), os.W_OK):
             raise CommandError(f"Cannot write the pid file {self.pidfile.path}: its folder is missing or read-only.")
         # Without an address, a unix socket (or systemd's sockets) replaces the default TCP one.
@@ -227,14 +229,9 @@ class Command(RunserverCommand, Reporter):
         self.prepare_project()
         self.make_ssl_adapter()  # a bad certificate is one error here, not one per worker
         self.make_access_log()
-        sockets, made = list(self.passed_sockets), []
+        made = self.bind_addresses()
+        sockets = [*self.passed_sockets, *made]
         try:
-            for address in self.addresses():
-                try:
-                    made.append(listen_on(address, socket_mode=self.values["socket_mode"]))
-                except OSError as error:
-                    self.bind_failed(None, error)
-            sockets.extend(made)
             self.bound(switch=False)
             _, self.mounts = project_application(
                 serve_static=self.options["use_static_handler"], insecure=self.options["insecure_serving"]
@@ -261,7 +258,16 @@ class Command(RunserverCommand, Reporter):
 
     def bind_for_children(self):
         """In the reloader's parent: bind the listening sockets once, for every child to serve in turn (a bind
-        failure is a ``CommandError`` here, before any child starts)."""
+        failure is a ``CommandError`` here, before any child starts), and write the pid file: this process's, the
+        one that lasts and passes signals on."""
+        made = self.bind_addresses()
+        self.bound(switch=False)
+        return made
+
+    def bind_addresses(self):
+        """Bind ``addresses()`` with ``listen_on``, for a process that hands the sockets to its children (a master of
+        ``--workers``, the reloader's parent); a failure is a ``CommandError`` (``bind_failed``), and the sockets
+        bound before it are closed."""
         made = []
         try:
             for address in self.addresses():
@@ -409,8 +415,12 @@ class Command(RunserverCommand, Reporter):
         else:
             self._say(self.stderr, "Requests were still running when the shutdown timeout ran out; exiting anyway.")
 
+    def exiting(self):
+        if self.pidfile is not None:
+            self.pidfile.remove()
+
     def cut_off(self):
-        self._say(self.stderr, f"Reloading: requests still running after {RELOAD_GRACE:g} s were cut off.")
+        self._say(self.stderr, f"Reloading: requests still running after {RELOAD_GRACE + GRACE:g} s were cut off.")
 
     @staticmethod
     def _say(stream, message):
