@@ -420,6 +420,8 @@ def test_what_stopping_and_streams_rely_on():
     # the loop, whose select() has expiration_interval for its timeout.
     manager = inspect.getsource(cheroot_server.connections.ConnectionManager._run)
     assert "while not self._stop_requested" in manager and "self.server.process_conn(conn)" in manager
+    # ... after taking the key out of the selector: cheroot's stop does not close the waker, Server.stop does.
+    assert manager.index("self._selector.unregister(sock_fd)") < manager.index("self.server.process_conn(conn)")
     assert "self._stop_requested = True" in inspect.getsource(cheroot_server.connections.ConnectionManager.stop)
     # Server.settled: ThreadPool.stop() empties _threads before it joins them, so they are taken before the stop.
     assert "self._threads[:] = self._threads[:], []" in inspect.getsource(
