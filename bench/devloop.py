@@ -321,7 +321,7 @@ def measurements(selected, reloads):
         for count in (1, 5, 50):
             chosen.append(
                 (
-                    f"Ctrl-C, {count} streams open",
+                    f"Ctrl-C, {count} stream{'s' if count > 1 else ''} open",
                     lambda name, project, number, count=count: case_stop(name, project, signal.SIGINT, streams=count),
                 )
             )

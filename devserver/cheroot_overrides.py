@@ -480,8 +480,17 @@ _PLAIN_REQUEST_LINE = re.compile(
     rb"([A-Z]+) ((/(?!/)[^%#?\x00-\x20\x7f-\xff]*)(?:\?([^#\x00-\x20\x7f-\xff]*))?) HTTP/1\.([01])\r\n"
 )
 _BAD_TARGET_BYTE = re.compile(rb"[\x00-\x20\x7f]")
+# RFC 9112 §3: method SP request-target SP HTTP-version CRLF, one space each, nothing around it; HTTP-version is
+# "HTTP/" DIGIT "." DIGIT (§2.3). cheroot stripped whitespace around the line and read the version with int().
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^\x00-\x20\x7f]+ HTTP/[0-9]\.[0-9]\r\n")
+# RFC 9112 §7.1.1: chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ), a name a
+# token, a value a token or a quoted-string.
+_TOKEN_TEXT = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_CHUNK_SIZE_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*\r\n" % (_TOKEN_TEXT, _TOKEN_TEXT, _QUOTED)
+)
 _DIGITS = re.compile(rb"[0-9]{1,19}")
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 DRAIN_LIMIT = 1024 * 1024
 """Bytes of a request body the application left unread that are read and dropped, in blocks, so that the
@@ -624,11 +633,12 @@ class ChunkedDecoder:
     last chunk and the trailer section have been read, ``length`` the body's size in bytes.
 
     Chunk sizes are 1 to 16 hex digits (Python's ``int(x, 16)`` took ``0x5``, ``+5`` and ``0_5``); chunk
-    extensions are ignored; chunk data must be followed by CRLF; up to ``MAX_TRAILER_LINES`` trailer lines are
-    read and dropped; past ``FRAMING_ALLOWANCE`` bytes of framing, the data must be 8 times the framing. Raises
-    ``_MalformedBody`` for anything else and ``_BodyTooLarge`` past ``limit`` bytes (0: no limit). Used on the
-    selector's thread for bytes as they come (``read_head``) and on a worker for a blocking reader
-    (``read_chunked_body``): one parser for both.
+    extensions must be of RFC 9112 §7.1.1's grammar (whitespace only around ``;`` and ``=``, names tokens, values
+    tokens or quoted strings), and are ignored; chunk data must be followed by CRLF; up to ``MAX_TRAILER_LINES``
+    trailer lines, each a field line (§7.1.2), are read and dropped; past ``FRAMING_ALLOWANCE`` bytes of framing,
+    the data must be 8 times the framing. Raises ``_MalformedBody`` for anything else and ``_BodyTooLarge`` past
+    ``limit`` bytes (0: no limit). Used on the selector's thread for bytes as they come (``read_head``) and on a
+    worker for a blocking reader (``read_chunked_body``): one parser for both.
     """
 
     def __init__(self, out, limit):
@@ -681,10 +691,10 @@ class ChunkedDecoder:
         if self._framing > FRAMING_ALLOWANCE and self._framing * 8 > self.length:
             raise _MalformedBody("The chunks are too small for their framing.")
         if state == _SIZE_LINE:
-            size_text = line[:-2].partition(b";")[0].rstrip(b" \t")
-            if not _HEX.fullmatch(size_text):
+            matched = _CHUNK_SIZE_LINE.fullmatch(line)
+            if matched is None:
                 raise _MalformedBody("Malformed chunk size.")
-            size = int(size_text, 16)
+            size = int(matched[1], 16)
             if not size:
                 self._state = _TRAILER
                 return
@@ -698,6 +708,10 @@ class ChunkedDecoder:
             self._state = _SIZE_LINE
         elif line == b"\r\n":
             self._state, self.done = _DONE, True
+        elif _FIELD_LINE.fullmatch(line) is None:
+            # RFC 9112 §7.1.2: a trailer section is field lines. A request line here (the next request, after a
+            # last chunk with no final CRLF), a bare CR, a NUL, an obs-fold: a front end could frame it otherwise.
+            raise _MalformedBody("Malformed trailer field.")
         else:
             self._trailers += 1
             if self._trailers > MAX_TRAILER_LINES:
@@ -761,6 +775,10 @@ class Request(cheroot_server.HTTPRequest):
     def parse_request(self):
         server = self.server
         if not self.read_plain_request_line():
+            if not self._strict_request_line():
+                self.started_request = True
+                self._refuse("400 Bad Request", "Malformed Request-Line.")
+                return
             self.rfile = cheroot_server.SizeCheckWrapper(self.conn.rfile, server.max_request_line)
             try:
                 if not self.read_request_line():
@@ -776,6 +794,24 @@ class Request(cheroot_server.HTTPRequest):
         self.rfile = self.conn.rfile  # the header reader bounds what it reads itself
         if self.read_request_headers():
             self.ready = True
+
+    def _strict_request_line(self):
+        """Whether the request line waiting in the ``LineReader`` buffer (after at most one empty line, which RFC
+        9112 §2.2 lets a server ignore) is of RFC 9112 §3's syntax: ``method SP request-target SP HTTP/D.D CRLF``.
+        ``True`` when it cannot be seen (another reader, or a line longer than the limit: cheroot answers 414).
+        cheroot's own parse strips whitespace around the line (`` GET``, ``HTTP/1.1\x0c``, ``\r\r\n``, which
+        nginx refuses) and reads the version with ``int()`` (``HTTP/+1.1``, ``HTTP/1.00``, ``HTTP/01.1``)."""
+        rfile = self.conn.rfile
+        if type(rfile) is not LineReader:
+            return True
+        buffer, start = rfile._read_buf, rfile._read_pos
+        if buffer.startswith(b"\r\n", start):
+            start += 2
+        end = buffer.find(b"\n", start) + 1
+        limit = self.server.max_request_line
+        if not end or (limit and end - start > limit):
+            return True
+        return _REQUEST_LINE.fullmatch(buffer, start, end) is not None
 
     def read_plain_request_line(self):
         """Take the request line from the connection's ``LineReader`` buffer if it is a plain one, as browsers and
