@@ -278,7 +278,8 @@ OPTIONS = (
     ),
     Option(
         "pidfile",
-        "Write the process id (the master's, with --workers) to FILE once the sockets are bound; removed on exit.",
+        "Write the process id (the master's with --workers, the reloader's parent's with the reloader: the process "
+        "that lasts) to FILE once the sockets are bound; removed on exit.",
         flags=("--pidfile",),
         setting="RUNCHERRYPY_PIDFILE",
         convert=text,

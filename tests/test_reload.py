@@ -368,3 +368,14 @@ def test_a_file_dated_in_the_future_does_not_reload_for_ever(project, reloading)
     assert wait_for_body(server.port, "/sleep/?seconds=0", b'"edited": true', timeout=10) is not None
     time.sleep(2)  # a window in which a loop of reloads would show
     assert server.output.count("Starting cheroot server at") == 2, server.output
+
+
+def test_the_pid_file_holds_the_reloader_parents_pid_through_reloads(project, reloading, tmp_path):
+    pidfile = tmp_path / "server.pid"
+    server = reloading("--pidfile", str(pidfile))
+    assert pidfile.read_text().strip() == str(server.process.pid)  # the process that lasts, and passes signals on
+    edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
+    assert wait_for_body(server.port, "/sleep/?seconds=0", b'"edited": true', timeout=10) is not None
+    assert pidfile.read_text().strip() == str(server.process.pid)
+    assert server.stop() == 0, server.output
+    assert not pidfile.exists()
