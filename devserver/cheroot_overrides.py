@@ -1641,7 +1641,6 @@ class SelectorWaker:
     """
 
     last_used = float("inf")
-    read_deadline = None  # Server.drain waits for no request on it
 
     def __init__(self, server):
         self.socket, self._writer = socket.socketpair()
