@@ -1,6 +1,6 @@
-"""What each piece of ``devserver/cheroot_overrides.py`` buys: instructions per request for a 5 KiB file, its 304,
-and a small dynamic response ("hello"), with one piece at a time swapped for cheroot's own, against all of them in
-place.
+"""What each piece of ``devserver/http/`` that replaces cheroot's code buys: instructions per request for a 5 KiB
+file, its 304 and a small dynamic response ("hello"), with one piece at a time swapped for cheroot's own, against all
+of them in place.
 
     python bench/overrides.py [--count 1000]
 
@@ -8,11 +8,14 @@ Run by hand from the project's folder, in its virtualenv, with valgrind from the
 same on every run, where wrk's req/s move by up to 40% on this shared machine). Each variant runs in a process of
 its own: a ``MediaHandler`` on ``devserver.server.create_server`` (for "hello", a WSGI application that answers with
 the body and the six headers Django's smallest view sends with its default middleware, without Django), with
-requests a browser would send written into one end of a socketpair and the connection's ``communicate()`` called on
-the other, on one thread: what is counted is cheroot's request path and the handler, without the accept loop, the
-selector and the worker queue, which the pieces do not touch. Each count is that of ``--count`` requests less that
-of none (start-up and imports). The cost of each variant is printed against "all". A piece whose removal costs less
-than 5% should be a narrow override rather than a copy of cheroot's code.
+requests a browser would send written into one end of a socketpair, and on the other the selector's part
+(``devserver.http.receive.receive``: read and parse) and the worker's (the connection's ``communicate()``) called in
+turn, on one thread: what is counted is the request's path and the handler, without the accept loop, the selector's
+``select()`` and the worker queue, which the pieces do not touch. The parser has no cheroot counterpart in this flow
+(cheroot read the head on the worker, line by line): ``bench/instructions.py`` compares whole servers. Each count
+is that of ``--count`` requests less that of none (start-up and imports). The cost of each variant is printed
+against "all". A piece whose removal costs less than 5% should be a narrow override rather than a copy of cheroot's
+code.
 """
 
 import argparse
@@ -29,21 +32,19 @@ VARIANTS = {
     "all": "",
     "get_environ": """
 from cheroot import wsgi
-from devserver.media import FileIterator
+from devserver.http.file_wrapper import FileIterator
 def get_environ(self):
     environ = wsgi.Gateway_10.get_environ(self)
     environ["wsgi.file_wrapper"] = FileIterator
     return environ
-overrides.Gateway.get_environ = get_environ
+Gateway.get_environ = get_environ
 """,
     "start_response": """
 from cheroot import wsgi
-overrides.Gateway.start_response = wsgi.Gateway_10.start_response
-""",
-    "request_line": """
-overrides.Request.read_plain_request_line = lambda self: False
+Gateway.start_response = wsgi.Gateway_10.start_response
 """,
     "header_block": """
+import io
 from cheroot import server as cheroot_server
 class Collector:
     def write(self, data):
@@ -55,30 +56,24 @@ def header_block(self):
         return self.conn.wfile.data
     finally:
         self.conn.wfile = wfile
-overrides.Request.header_block = header_block
+response.header_block = header_block
+from devserver.http import gateway, request as request_module
+gateway.header_block = request_module.header_block = header_block
 """,
     "one_send": """
 from cheroot import wsgi
 def write(self, chunk):
     wsgi.Gateway_10.write(self, chunk)
     self.body_bytes += len(chunk)
-overrides.Gateway.write = write
-""",
-    "header_reader": """
-from cheroot import server as cheroot_server
-class Reader(cheroot_server.HeaderReader):
-    def _allow_header(self, key_name):
-        return b"_" not in key_name
-overrides.Request.header_reader = Reader()
-""",
-    "line_reader": """
-overrides.LINE_READER_USABLE = False
+Gateway.write = write
 """,
 }
 
 LOOP = """
 import socket, sys
-from devserver import cheroot_overrides as overrides
+from devserver.http import response
+from devserver.http.gateway import Gateway
+from devserver.http.receive import receive
 {patch}
 from devserver.media import MediaHandler
 from devserver.server import create_server
@@ -105,6 +100,7 @@ conn = server.ConnectionClass(server, inner)
 request = {request!r}
 for _ in range(int(sys.argv[1])):
     client.sendall(request)
+    receive(server, conn)
     conn.communicate()
     client.recv(65536)
 """

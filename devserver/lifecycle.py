@@ -34,8 +34,9 @@ from django.core.management.base import CommandError
 from django.utils import autoreload
 
 from . import reloader as reloader_module
+from .listening import close_listening
 from .reloader import RELOAD_EXIT_CODE, STOP_SIGNALS, SignalHandlers, get_reloader, restart_with_reloader
-from .server import ServingThread, close_listening
+from .server import ServingThread
 from .systemd import notify
 
 __all__ = [
@@ -250,7 +251,7 @@ class Runner:
 
     def _other_signals(self):
         """SIGUSR1 reopens a file access log (``devserver.access_log.FileAccessLog``), for log rotation; SIGHUP
-        loads the TLS certificate again (``devserver.cheroot_overrides.TLSAdapter``), for renewals."""
+        loads the TLS certificate again (``devserver.http.tls.TLSAdapter``), for renewals."""
         if not hasattr(signal, "SIGUSR1"):
             return {}
         return {signal.SIGUSR1: self._call("access_log", "reopen"), signal.SIGHUP: self._call("ssl_adapter", "reload")}

@@ -6,184 +6,43 @@ resolves the options, and ``devserver.lifecycle`` runs the server until it is to
 """
 
 import contextlib
-import errno
 import logging
 import os
 import socket
-import stat
 import threading
 import time
 
 from cheroot import wsgi
 
 from .access_log import LoggerAccessLog
-from .cheroot_overrides import (
-    HEAD_READY,
-    HEAD_WAIT,
-    Connection,
-    Gateway,
-    SCGIConnection,
+from .http.cheroot_private import (
     SelectorWaker,
-    StrictHeaderReader,
     accept_pausing,
-    answer_busy,
-    grow,
     pool_threads,
-    read_head,
     resume_accepting,
     stop_accepting,
     waiting_connections,
-    worker_count,
 )
+from .http.gateway import Gateway
+from .http.parser import Limits
+from .http.receive import READY, WAIT, answer_busy, receive
+from .http.request import Connection, SCGIConnection
+from .listening import UnixSocketError, listen_on
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
+from .pool import PoolSizer
 from .proxy import ForwardedHeaders
 from .streams import OpenStreams
 
 __all__ = [
-    "PoolSizer",
     "SCGIServer",
     "Server",
     "ServerGroup",
     "ServingThread",
-    "UnixSocketError",
-    "close_listening",
     "create_server",
-    "listen_on",
 ]
-
-access_logger = logging.getLogger("django.server")
-"""One line per request, in runserver's format and through runserver's logger, so LOGGING settings apply.
-The pool's "all workers busy" warning goes here too, beside the requests it delays."""
 
 server_logger = logging.getLogger("devserver.server")
 """cheroot's own messages (``HTTPServer.error_log``)."""
-
-
-class PoolSizer(threading.Thread):
-    """Grows and shrinks a cheroot ``ThreadPool``, which never resizes itself.
-
-    While requests arrive (``wake()``, called by the server when a request is queued while the sizer dozes), every
-    ``interval`` seconds: when requests are queued and no worker is idle, add as many workers as are queued, up to
-    the pool's ``max``; at ``max`` with requests waiting, log a warning (once, then every ``warn_every`` seconds
-    while it lasts) that says how many workers hold open streams (``devserver.streams``), and answer ``503 Service
-    Unavailable`` to each request that has waited for a worker for more than ``server.header_timeout`` seconds
-    (``Server.answer_waiting``), rather than leave its client waiting in silence. Workers above the pool's ``min``
-    that have been idle for ``idle_timeout`` seconds are retired. Once nothing has waited for ``ACTIVE_FOR``
-    seconds it dozes: it wakes for the next retirement, or when woken, and not at all on an idle server.
-
-    A worker thread that cannot be started (``RuntimeError: can't start new thread``, under a memory limit) is
-    logged, once until threads start again, and tried again ``RETRY_AFTER`` seconds later; the pool counts only
-    the threads that started (``devserver.cheroot_overrides.grow``).
-    """
-
-    ACTIVE_FOR = 1.0
-    RETRY_AFTER = 1.0
-
-    def __init__(self, pool, *, server=None, interval=0.02, idle_timeout=10.0, warn_every=5.0):
-        super().__init__(name="cheroot-pool-sizer", daemon=True)
-        self.pool = pool
-        self.server = server
-        self.interval = interval
-        self.idle_timeout = idle_timeout
-        self.warn_every = warn_every
-        self.dozing = False
-        self.wakes = 0  # times it looked at the pool, for the tests
-        self._stop_event = threading.Event()
-        self._wake = threading.Event()
-        self._start_failed_at = None
-
-    def stop(self):
-        self._stop_event.set()
-        self._wake.set()
-        if self.is_alive():
-            self.join()
-
-    def wake(self):
-        self._wake.set()
-
-    @property
-    def size(self):
-        return worker_count(self.pool)
-
-    def _must_act(self):
-        return self.pool.qsize and not self.pool.idle
-
-    def run(self):
-        surplus_since = warned_at = None
-        active_until = 0.0
-        while not self._stop_event.is_set():
-            now = time.monotonic()
-            if now < active_until:
-                timeout = self.interval
-            elif surplus_since is not None:
-                timeout = max(self.interval, surplus_since + self.idle_timeout - now)
-            else:
-                timeout = None
-            # Dozing is said before the last look, so that a request queued after that look wakes it.
-            self.dozing = timeout != self.interval
-            woken = (self.dozing and self._must_act()) or self._wake.wait(timeout)
-            self._wake.clear()
-            self.dozing = False
-            if self._stop_event.is_set():
-                break
-            self.wakes += 1
-            if woken:
-                # Requests are coming: look every interval for a while rather than be woken for each of them.
-                active_until = time.monotonic() + self.ACTIVE_FOR
-            pool = self.pool
-            waiting, idle, size = pool.qsize, pool.idle, self.size
-            if waiting and not idle:
-                active_until = time.monotonic() + self.ACTIVE_FOR
-                if size < pool.max:
-                    self._grow(min(waiting, pool.max - size))
-                else:
-                    if warned_at is None or time.monotonic() - warned_at >= self.warn_every:
-                        warned_at = time.monotonic()
-                        self.warn(size, waiting)
-                    if self.server is not None:
-                        self.server.answer_waiting()
-                surplus_since = None
-                continue
-            if not waiting:
-                warned_at = None
-            if idle and size > pool.min:
-                now = time.monotonic()
-                if surplus_since is None:
-                    surplus_since = now
-                elif now - surplus_since >= self.idle_timeout:
-                    pool.shrink(min(idle, size - pool.min))
-                    surplus_since = None
-            else:
-                surplus_since = None
-
-    def _grow(self, amount):
-        failed_at = self._start_failed_at
-        if failed_at is not None and time.monotonic() - failed_at < self.RETRY_AFTER:
-            return
-        started, error = grow(self.pool, amount)
-        if error is not None:
-            if failed_at is None:
-                server_logger.warning(
-                    "Cannot start another worker thread (%s): the pool stays at %d threads; trying again every %g s.",
-                    error,
-                    self.size,
-                    self.RETRY_AFTER,
-                )
-            self._start_failed_at = time.monotonic()
-        elif failed_at is not None and started:
-            self._start_failed_at = None
-            server_logger.warning("Worker threads start again: the pool has %d.", self.size)
-
-    def warn(self, size, waiting):
-        streams = len(self.server.streams) if self.server is not None else 0
-        held = f" ({streams} of them held by open streams: server-sent events, long polls)" if streams else ""
-        access_logger.warning(
-            "All %d worker threads are busy%s and %d requests are waiting (raise --max-threads to serve more at "
-            "once; a request that waits more than the header timeout is answered 503).",
-            size,
-            held,
-            waiting,
-        )
 
 
 FRESH_CONNECTION = 1.0
@@ -214,9 +73,9 @@ class Server(wsgi.Server):
     - the request head and its framing read strictly (RFC 9112), with limits: ``max_request_line`` bytes (414),
       ``max_request_header_size`` bytes and ``max_headers`` fields for the header block (431),
       ``max_request_body_size`` bytes of body (413; 0 for none); headers with ``_`` in their name dropped; lines
-      read without a Python loop per line (all in ``devserver.cheroot_overrides``);
+      parsed once, on the selector's thread (``devserver.http``);
     - no cap on idle keep-alive connections (``keep_alive_conn_limit``);
-    - the ``Gateway`` of ``devserver.cheroot_overrides``: ``close()`` always called, ``wsgi.file_wrapper`` sent
+    - the ``Gateway`` of ``devserver.http.gateway``: ``close()`` always called, ``wsgi.file_wrapper`` sent
       with ``sendfile``, and each response given to ``access_log`` (``devserver.access_log``: the
       ``django.server`` logger by default; ``None`` for no access log);
     - cheroot's messages sent to the ``devserver.server`` logger;
@@ -265,7 +124,7 @@ class Server(wsgi.Server):
         self.max_request_line = max_request_line
         self.max_request_header_size = max_request_header_size
         self.max_request_body_size = max_request_body_size
-        self.header_reader = StrictHeaderReader(max_headers, max_request_header_size)
+        self.max_headers = max_headers
         self.header_timeout = header_timeout
         self.socket_mode = socket_mode
         self.listening_socket = listening_socket
@@ -277,6 +136,11 @@ class Server(wsgi.Server):
         self._waker = None
         self._stopping_threads = None
         self._socket_file = None  # (path, device, inode) of the unix socket file this server made
+
+    @property
+    def limits(self):
+        """What a request may hold (``devserver.http.parser.Limits``), from the ``max_*`` attributes."""
+        return Limits(self.max_request_line, self.max_request_header_size, self.max_headers, self.max_request_body_size)
 
     def bind(self, family, type, proto=0):
         if self.listening_socket is not None:
@@ -452,7 +316,7 @@ class Server(wsgi.Server):
         while time.monotonic() < deadline:
             now = time.monotonic()
             if any(
-                conn.head_bytes or conn.body is not None or now - conn.accepted_at < FRESH_CONNECTION
+                conn.incomplete or now - conn.accepted_at < FRESH_CONNECTION
                 for conn in waiting_connections(self)
                 if conn.read_deadline is not None
             ):
@@ -465,18 +329,18 @@ class Server(wsgi.Server):
 
     def process_conn(self, conn):
         """Queue ``conn`` for a worker, as cheroot does; but first read what has arrived here, on the selector's
-        thread, without blocking (``read_head``): the connection goes to a worker only once the request's head and
-        body are whole. A client that connects and says nothing, or sends its request a byte at a time, wakes no
-        worker, and the pool does not grow for it; and a worker makes no read of its own, which would give up the
-        GIL in the middle of a request (``devserver.gil_io``)."""
+        thread, without blocking (``devserver.http.receive``): the connection goes to a worker only once the
+        request's head and body are whole. A client that connects and says nothing, or sends its request a byte at a
+        time, wakes no worker, and the pool does not grow for it; and a worker makes no read of its own, which would
+        give up the GIL in the middle of a request (``devserver.gil_io``)."""
         if conn is self._waker:
             return  # stop() woke the selector's loop
-        state = read_head(self, conn)
-        if state is HEAD_READY:
+        state = receive(self, conn)
+        if state is READY:
             self.queued[conn] = time.monotonic()
             super().process_conn(conn)
             self.nudge_sizer()
-        elif state is HEAD_WAIT:
+        elif state is WAIT:
             self.put_conn(conn)
         else:
             conn.close()
@@ -510,74 +374,6 @@ class SCGIServer(Server):
         if conn is not self._waker:  # stop() woke the selector's loop
             wsgi.Server.process_conn(self, conn)
             self.nudge_sizer()
-
-
-class UnixSocketError(OSError):
-    """A unix socket could not be made; ``strerror`` is one line that names the path and says why."""
-
-
-def _check_socket_path(path):
-    """``OSError`` (with an errno and a message that says why) unless a unix socket can be made at ``path``: nothing
-    there, or a socket file that no server answers on (left by one that was killed)."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(info.st_mode):
-        raise FileExistsError(errno.EEXIST, "the path exists and is not a socket (left as it is)")
-    with socket.socket(socket.AF_UNIX) as probe:
-        probe.settimeout(1)
-        try:
-            probe.connect(path)
-        except OSError:
-            return  # stale: cheroot removes it
-    raise OSError(errno.EADDRINUSE, "another server is listening on it")
-
-
-def listen_on(address, *, socket_mode=None, backlog=socket.SOMAXCONN):
-    """A bound, listening socket for ``address`` (``(host, port)`` or a unix socket path), made as
-    ``Server.prepare`` makes one (cheroot's ``prepare_socket``: ``SO_REUSEADDR``, dual-stack on ``::``; a unix
-    socket checked by ``_check_socket_path`` and given ``socket_mode``), for a master process that passes it to its
-    workers. Raises ``UnixSocketError`` or the ``OSError`` of binding (``socket.gaierror`` for a host name that
-    does not resolve)."""
-    if isinstance(address, str):
-        try:
-            _check_socket_path(address)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(address)  # stale: _check_socket_path found nobody listening on it
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.bind(address)
-                if socket_mode is not None:
-                    os.chmod(address, socket_mode)
-                sock.listen(backlog)
-            except BaseException:
-                sock.close()
-                raise
-        except OSError as error:
-            reason = error.strerror or str(error)
-            raise UnixSocketError(error.errno, f"Cannot listen on the unix socket {address}: {reason}.") from error
-        return sock
-    host, port = address
-    family, kind, proto, _, bound = socket.getaddrinfo(
-        host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
-    )[0]
-    sock = Server.prepare_socket(bound, family, kind, proto, True, None)
-    try:
-        Server.bind_socket(sock, bound)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def close_listening(sock):
-    """Close a listening socket made by ``listen_on``; a unix socket's file is removed too."""
-    if sock.family == socket.AF_UNIX:
-        with contextlib.suppress(OSError):
-            os.unlink(sock.getsockname())
-    sock.close()
 
 
 def create_server(

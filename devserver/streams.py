@@ -12,7 +12,7 @@ ends each one at once, from the thread that stops the server, whatever its worke
   complete response, and reconnect; another stream that has sent nothing yet (a long poll) answered ``503`` with
   ``Retry-After: 1``, which its client retries; another stream under way (a CSV export) cut short without a last
   chunk, so that its client sees it incomplete rather than take a short file for a whole one
-  (``devserver.cheroot_overrides.Gateway.end``);
+  (``devserver.http.gateway.Gateway.end``);
 - the connection closed (``Connection: close`` and a shutdown of the socket), so that the client reconnects, to
   the next process under the reloader.
 
@@ -39,7 +39,7 @@ def is_stream(body):
 
 
 class OpenStreams:
-    """The streams a server is sending (``devserver.cheroot_overrides.Gateway`` objects), for ending them when it
+    """The streams a server is sending (``devserver.http.gateway.Gateway`` objects), for ending them when it
     stops. ``add``/``discard`` are called by the gateway's worker; ``end_all`` and ``running_ended`` by the thread
     that stops the server."""
 

@@ -12,9 +12,9 @@ from django.db import connections
 from django.test import LiveServerTestCase as DjangoLiveServerTestCase
 from django.test.utils import modify_settings
 
+from .http.tls import load_adapter, self_signed
 from .mounts import project_application
 from .server import ServingThread, create_server
-from .tls import load_adapter, self_signed
 
 __all__ = [
     "CherootLiveServerThread",
@@ -50,7 +50,7 @@ class CherootLiveServerThread(ServingThread):
 
     ``insecure_static``: serve static files through the staticfiles finders (as under DEBUG) rather than from
     STATIC_ROOT. ``server_options``: keyword arguments for ``devserver.server.create_server`` (``numthreads``,
-    ``max``, ``shutdown_timeout``, ...). ``ssl_adapter``: serve HTTPS with it (``devserver.tls.load_adapter``).
+    ``max``, ``shutdown_timeout``, ...). ``ssl_adapter``: serve HTTPS with it (``devserver.http.tls.load_adapter``).
     The ``static_handler`` argument of Django's thread is accepted and not used. ``connections_override`` (alias
     → connection) is used by every worker thread.
     """

@@ -201,7 +201,7 @@ def test_curl_compressed_gets_the_sibling(server):
 def tls_file_server(files):
     import trustme
 
-    from devserver.cheroot_overrides import TLSAdapter
+    from devserver.http.tls import TLSAdapter
 
     issued = trustme.CA().issue_cert("127.0.0.1")
     with issued.cert_chain_pems[0].tempfile() as cert, issued.private_key_pem.tempfile() as key:

@@ -1,22 +1,23 @@
-"""The request framing that ``read_head`` works out on the selector's thread, over plain calls: the chunked
-decoder fed bytes as they come (one parser for the selector and for a blocking reader), and ``body_framing``,
-which must never see no body where the parser sees one (a worker would then wait for it)."""
+"""The chunked decoder of ``devserver.http.parser`` and the body the parser receives, over plain calls: the same body
+however the bytes come, bad framing refused, a large body spooled to disk, and what follows a body kept for the
+next request."""
 
 import io
-from types import SimpleNamespace
 
 import pytest
 
-from devserver.cheroot_overrides import (
+from devserver.http.parser import (
     FRAMING_ALLOWANCE,
     MAX_TRAILER_LINES,
-    BodyBuffer,
+    BodyTooLarge,
     ChunkedDecoder,
-    _BodyTooLarge,
-    _MalformedBody,
-    body_framing,
-    read_chunked_body,
+    Limits,
+    MalformedBody,
+    Message,
+    Parser,
 )
+
+_BodyTooLarge, _MalformedBody = BodyTooLarge, MalformedBody
 
 CHUNKED = b"5\r\nhello\r\n6;name=value\r\n, you!\r\n0\r\nX-Trailer: dropped\r\n\r\n"
 NEXT = b"GET /next HTTP/1.1\r\n"
@@ -66,63 +67,22 @@ def test_the_decoder_refuses_bad_framing_however_the_bytes_come(data, error, siz
         decode_in_pieces(data, size, limit=10)
 
 
-def test_a_blocking_reader_reads_nothing_past_the_body():
-    rfile = io.BufferedReader(io.BytesIO(CHUNKED + NEXT))
-    file, length = read_chunked_body(rfile, 0)
-    with file:
-        assert (file.read(), length) == (b"hello, you!", 11)
-    assert rfile.read() == NEXT
-    with pytest.raises(_MalformedBody, match="ended early"):
-        read_chunked_body(io.BufferedReader(io.BytesIO(b"5\r\nhel")), 0)
-
-
-def test_a_body_buffer_spools_past_memory_and_keeps_what_follows():
-    buffer = BodyBuffer(b"POST / HTTP/1.1\r\n\r\n", 3 * 1024 * 1024, 0, expect_continue=False)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_large_body_spools_past_memory_and_keeps_what_follows(chunked):
+    parser = Parser(Limits())
+    size = 3 * 1024 * 1024
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % size
+    assert parser.feed(b"POST / HTTP/1.1\r\nHost: h\r\n" + framing + b"\r\n\r\n") is None
+    block = b"x" * 1024 * 1024
     for _ in range(2):
-        assert buffer.feed(b"x" * 1024 * 1024) is None and not buffer.done
-    assert buffer.feed(b"x" * 1024 * 1024 + NEXT) == NEXT and buffer.done
-    assert buffer.file._rolled  # on disk, not in memory
-    assert len(buffer.file.read()) == 3 * 1024 * 1024
-    buffer.close()
-
-
-SERVER = SimpleNamespace(max_request_body_size=100)
-
-
-def head(*lines, request_line=b"POST / HTTP/1.1"):
-    return b"\r\n".join((request_line, b"Host: h", *lines)) + b"\r\n\r\n"
-
-
-@pytest.mark.parametrize(
-    ("raw", "framing"),
-    [
-        (head(), None),
-        (head(b"Content-Length: 5"), (5, False)),
-        (head(b"content-LENGTH:5  "), (5, False)),
-        (head(b"Content-Length: 5", b"Content-Length: 5"), (5, False)),
-        (head(b"Content-Length: 0"), None),
-        (head(b"Transfer-Encoding: chunked"), (None, False)),
-        (head(b"Transfer-Encoding: Chunked", b"Expect: 100-continue"), (None, True)),
-        (head(b"Content-Length: 5", b"expect: 100-Continue"), (5, True)),
-        # What the parser refuses before any body: the worker answers it at once.
-        (head(b"Content-Length: 101"), None),  # 413
-        (head(b"Content-Length: +5"), None),
-        (head(b"Content-Length: 5", b"Content-Length: 6"), None),
-        (head(b"Transfer-Encoding: chunked", b"Content-Length: 5"), None),
-        (head(b"Transfer-Encoding: gzip, chunked"), None),  # 501
-        (head(b"Transfer-Encoding: chunked, chunked"), None),
-        (head(b"Transfer-Encoding: chunked", request_line=b"POST / HTTP/1.0"), None),
-        # Lines the parser refuses are not read for framing: whatever is seen, the parser answers 400 first.
-        (head(b"Transfer-Encoding : chunked", b"Content-Length: 5"), (5, False)),
-        (head(b"Content-Length : 5"), None),
-        (head(b"X: y", b" Content-Length: 5"), None),
-        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", None),
-        # The request line is not a field line.
-        (b"POST /\r\nContent-Length: 5 HTTP/1.1\r\nHost: h\r\n\r\n", None),
-    ],
-)
-def test_body_framing(raw, framing):
-    assert body_framing(raw, SERVER) == framing
+        assert parser.feed(b"100000\r\n" + block + b"\r\n" if chunked else block) is None
+    last = b"100000\r\n" + block + b"\r\n0\r\n\r\n" if chunked else block
+    message = parser.feed(last + NEXT)
+    assert type(message) is Message and parser.buffer == NEXT
+    assert message.body._rolled  # on disk, not in memory
+    assert message.length == size and len(message.body.read()) == size
+    assert message.headers[b"Content-Length"] == str(size).encode() and b"Transfer-Encoding" not in message.headers
+    message.close()
 
 
 def test_chunks_too_small_for_their_framing_are_refused_early():

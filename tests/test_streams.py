@@ -12,7 +12,7 @@ import time
 import pytest
 import trustme
 
-from devserver.cheroot_overrides import TLSAdapter
+from devserver.http.tls import TLSAdapter
 from devserver.lifecycle import Outcome, stop_gracefully
 from devserver.media import FileIterator
 from devserver.streams import is_stream

@@ -5,7 +5,8 @@ import io
 
 import pytest
 
-from devserver.cheroot_overrides import ChunkedDecoder, _MalformedBody
+from devserver.http.parser import ChunkedDecoder
+from devserver.http.parser import MalformedBody as _MalformedBody
 
 from .http import raw_request
 from .wsgi import serving

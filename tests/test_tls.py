@@ -15,7 +15,7 @@ import time
 import pytest
 import trustme
 
-from devserver.cheroot_overrides import TLSAdapter
+from devserver.http.tls import TLSAdapter
 
 from .http import fetch
 from .process import manage

@@ -21,13 +21,14 @@ from django.utils import autoreload
 
 from devserver import options as option_table
 from devserver.access_log import FileAccessLog, LoggerAccessLog
+from devserver.http.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_signed
 from devserver.lifecycle import GRACE, RELOAD_GRACE, Outcome, Reporter, Runner
+from devserver.listening import UnixSocketError, close_listening, listen_on
 from devserver.mounts import project_application
 from devserver.privileges import PidFile, identity
 from devserver.reloader import reloader_link
-from devserver.server import Server, UnixSocketError, close_listening, create_server, listen_on
+from devserver.server import Server, create_server
 from devserver.systemd import ActivationError, listen_sockets, notify
-from devserver.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_signed
 from devserver.workers import Master, worker_link
 
 # runserver's wording for the usual bind failures.

@@ -1,6 +1,7 @@
-"""What devserver/cheroot_overrides.py relies on in cheroot, pinned so that a cheroot release that moves it fails here;
-and the branches of the overrides that ordinary requests do not take (a unix socket, start_response with exc_info,
-a file body without a descriptor, cheroot's own line reading)."""
+"""What devserver/http/ relies on in cheroot (``cheroot_private`` and the behaviours its docstring lists), pinned so
+that a cheroot release that moves it fails here; what replaces cheroot's own code checked against it (the request
+line's fields, the header block, the environ); and the branches of the gateway that ordinary requests do not take
+(a unix socket, start_response with exc_info, a file body without a descriptor)."""
 
 import errno
 import inspect
@@ -10,14 +11,20 @@ import os
 import socket
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.makefile import MakeFile
 
-from devserver import cheroot_overrides as overrides
-from devserver.media import FileIterator
+from devserver.http import cheroot_private as private
+from devserver.http import request as request_module
+from devserver.http import response
+from devserver.http.file_wrapper import FileIterator
+from devserver.http.gateway import Gateway
+from devserver.http.parser import Limits, Refused, parse_head
+from devserver.http.request import Request
 
 from .http import exchange, raw_request
 from .wsgi import serving
@@ -31,11 +38,29 @@ def environ_app(environ, start_response):
 
 
 def test_the_internals_it_relies_on_are_there():
-    # LineReader reads _pyio's buffer fields of cheroot's StreamReader.
-    assert overrides.LINE_READER_USABLE
-    # The header reader and the connection are wired through cheroot's class attributes.
-    assert "header_reader" in vars(cheroot_server.HTTPRequest)
+    # The request is wired through cheroot's class attribute; the connection makes its reader and writer with the
+    # makefile it is given (Connection passes one that makes no reader), and cheroot's connection manager asks the
+    # reader's has_data() whether a pipelined request waits, and closes it with the connection.
     assert "RequestHandlerClass" in vars(cheroot_server.HTTPConnection)
+    source = inspect.getsource(cheroot_server.HTTPConnection.__init__)
+    assert "self.rfile = makefile(sock, 'rb'" in source and "self.wfile = makefile(sock, 'wb'" in source
+    assert "self.rfile.close()" in inspect.getsource(cheroot_server.HTTPConnection.close)
+    assert "conn.rfile.has_data()" in inspect.getsource(cheroot_server.connections.ConnectionManager.put)
+    # What cheroot reads off conn.rfile anywhere, Connection's stand-in (request._Pending) has.
+    import re
+
+    import cheroot
+
+    used = set()
+    for path in Path(cheroot.__file__).parent.rglob("*.py"):
+        if "test" not in path.parts:
+            used.update(re.findall(r"conn\.rfile\.(\w+)", path.read_text()))
+    assert used == {"has_data", "closed", "bytes_read"}
+    pending = request_module._Pending(None)
+    assert all(hasattr(pending, name) for name in used | {"close"})
+    # communicate() calls parse_request, then respond if ready (Request fills both from the parsed message).
+    source = inspect.getsource(cheroot_server.HTTPConnection.communicate)
+    assert "req.parse_request()" in source and "if not req.ready:" in source and "req.respond()" in source
     assert list(inspect.signature(cheroot_server.HTTPConnection.__init__).parameters) == [
         "self",
         "server",
@@ -50,9 +75,7 @@ def test_the_internals_it_relies_on_are_there():
     # Gateway.start_response replaces cheroot's, whose write() reads what it sets.
     source = inspect.getsource(wsgi.Gateway.write)
     assert "self.started_response" in source and "self.remaining_bytes_out" in source
-    # The header reader folds the headers cheroot lists as comma-separated.
-    assert b"Accept" in cheroot_server.comma_separated_headers
-    # read_head reads a socket with a timeout through its descriptor, which must then be non-blocking; cheroot's
+    # receive reads a socket with a timeout through its descriptor, which must then be non-blocking; cheroot's
     # expiry of idle connections reads conn.last_used, which Server.put_conn sets after cheroot's put.
     with socket.socket() as probe:
         probe.settimeout(5)
@@ -64,8 +87,8 @@ def test_the_internals_it_relies_on_are_there():
         assert "last_used = time.time()" in inspect.getsource(type(server._connections).put)
         # stop_accepting and waiting_connections: the listening socket is in the selector, with the server as data.
         assert [conn for _, conn in server._connections._selector.connections] == [server]
-        overrides.stop_accepting(server)
-        assert overrides.waiting_connections(server) == [] and list(server._connections._selector.connections) == []
+        private.stop_accepting(server)
+        assert private.waiting_connections(server) == [] and list(server._connections._selector.connections) == []
     finally:
         server.stop()
     # The pool size is read from the pool's private worker list, which grow() clears of exited workers first.
@@ -78,12 +101,12 @@ def test_the_environ_is_cheroots_plus_the_file_wrapper(monkeypatch):
     seen = []
 
     def both(self):
-        ours, theirs = overrides.Gateway.get_environ.__wrapped__(self), wsgi.Gateway_10.get_environ(self)
+        ours, theirs = Gateway.get_environ.__wrapped__(self), wsgi.Gateway_10.get_environ(self)
         seen.append((ours, theirs))
         return ours
 
-    both.__wrapped__ = overrides.Gateway.get_environ
-    monkeypatch.setattr(overrides.Gateway, "get_environ", both)
+    both.__wrapped__ = Gateway.get_environ
+    monkeypatch.setattr(Gateway, "get_environ", both)
     with serving(environ_app) as server:
         raw_request(
             server.bind_addr[1],
@@ -93,26 +116,6 @@ def test_the_environ_is_cheroots_plus_the_file_wrapper(monkeypatch):
     ((ours, theirs),) = seen
     assert ours.pop("wsgi.file_wrapper") is FileIterator
     assert ours == theirs
-
-
-def test_line_reader_is_not_used_when_the_buffer_fields_are_gone(monkeypatch):
-    class CBufferedReader(io.BufferedReader):  # the C implementation: no _read_buf, no _read_pos
-        def __init__(self, sock, mode="rb", bufsize=io.DEFAULT_BUFFER_SIZE):
-            super().__init__(socket.SocketIO(sock, "rb"), bufsize)
-
-    monkeypatch.setattr(overrides, "StreamReader", CBufferedReader)
-    assert not overrides._has_buffer_fields()
-
-
-def test_cheroots_own_line_reading_serves_as_well(monkeypatch):
-    monkeypatch.setattr(overrides, "LINE_READER_USABLE", False)
-    with serving(environ_app) as server:
-        responses = exchange(
-            server.bind_addr[1],
-            b"GET /first HTTP/1.1\r\nHost: h\r\nX-Long: " + b"v" * 20000 + b"\r\n\r\n"
-            b"GET /second HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-        )
-    assert [json.loads(body)["PATH_INFO"] for _, _, body in responses] == ["/first", "/second"]
 
 
 def test_a_unix_socket_environ(tmp_path):
@@ -207,7 +210,7 @@ def test_a_file_body_without_a_descriptor_goes_block_by_block(monkeypatch):
 @pytest.mark.parametrize("count", [1, 3])
 def test_worker_count(count):
     with serving(environ_app, numthreads=count, max=count) as server:
-        assert overrides.worker_count(server.requests) == count
+        assert private.worker_count(server.requests) == count
 
 
 def test_a_pool_that_shrank_grows_again():
@@ -216,17 +219,17 @@ def test_a_pool_that_shrank_grows_again():
     with serving(environ_app, numthreads=2, max=6) as server:
         pool = server.requests
         server.pool_sizer.stop()  # the pool is driven by hand here
-        overrides.grow(pool, 4)
-        assert overrides.worker_count(pool) == 6
+        private.grow(pool, 4)
+        assert private.worker_count(pool) == 6
         pool.shrink(4)
         deadline = time.monotonic() + 5
-        while overrides.worker_count(pool) > 2 and time.monotonic() < deadline:
+        while private.worker_count(pool) > 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert overrides.worker_count(pool) == 2
+        assert private.worker_count(pool) == 2
         pool.grow(4)  # cheroot's own: its exited workers still count against max (the finding)
-        assert overrides.worker_count(pool) == 2
-        overrides.grow(pool, 4)
-        assert overrides.worker_count(pool) == 6
+        assert private.worker_count(pool) == 2
+        private.grow(pool, 4)
+        assert private.worker_count(pool) == 6
 
 
 @contextmanager
@@ -240,7 +243,7 @@ def requests_of(server):
         with client:
             client.sendall(data)
         conns.append(server.ConnectionClass(server, inner))
-        return overrides.Request(server, conns[-1])
+        return Request(server, conns[-1])
 
     try:
         yield make
@@ -280,36 +283,55 @@ OTHER_LINES = [
 ]
 
 
+ACCEPTED_OTHERWISE = {
+    # RFC 9112 §3.2.1: "//x" is an origin-form path; cheroot's urlsplit takes it for an authority.
+    b"GET //evil.example/x HTTP/1.1": {"path": b"//evil.example/x", "authority": b""},
+    # RFC 9112 §3.2.2: a server MUST accept the absolute-form; cheroot refuses it unless it is a proxy.
+    b"GET http://h/x HTTP/1.1": {"path": b"/x", "authority": b"h"},
+    # The asterisk-form: cheroot makes it "/*".
+    b"OPTIONS * HTTP/1.1": {"path": b"*"},
+}
+
+
+def cheroots_request_line(server, line):
+    """What cheroot's ``read_request_line`` makes of ``line``: its fields, or ``None`` if it refuses it."""
+    request = cheroot_server.HTTPRequest(server, None)
+    request.rfile = io.BufferedReader(io.BytesIO(line))
+    request.simple_response = lambda *args: None
+    if not request.read_request_line():
+        return None
+    return {name: getattr(request, name) for name in REQUEST_FIELDS}
+
+
 @pytest.mark.parametrize("line", PLAIN_LINES + OTHER_LINES)
-def test_the_plain_request_line_is_read_as_cheroot_reads_it(line):
-    """read_plain_request_line takes a line only where it sets what cheroot's read_request_line sets; any other
-    line it leaves unread for cheroot's. A cheroot release that parses differently fails here."""
-    with serving(environ_app) as server, requests_of(server) as request_on:
-        data = line + b"\r\nHost: h\r\n\r\n"
-        ours = request_on(data)
-        theirs = request_on(data)
-        theirs.rfile = cheroot_server.SizeCheckWrapper(theirs.conn.rfile, server.max_request_line)
-        theirs.simple_response = lambda *args: None
-        taken = ours.read_plain_request_line()
-        assert taken == (line in PLAIN_LINES)
-        if not taken:
-            assert ours.conn.rfile.read(len(data)) == data  # nothing consumed
-            return
-        assert cheroot_server.HTTPRequest.read_request_line(theirs) is True
-        assert {name: getattr(ours, name) for name in REQUEST_FIELDS} == {
-            name: getattr(theirs, name) for name in REQUEST_FIELDS
-        }
-        assert ours.started_request and ours.conn.rfile.read(len(data)) == b"Host: h\r\n\r\n"
+def test_the_request_line_is_read_as_cheroot_reads_it(line):
+    """parse_head sets the fields cheroot's read_request_line sets, the same for every line both accept; it refuses
+    more (whitespace, versions, NUL, bytes past ASCII) and accepts the forms RFC 9112 says a server must. A cheroot
+    release that parses differently fails here."""
+    server = wsgi.Server(("127.0.0.1", 0), None)
+    theirs = cheroots_request_line(server, line + b"\r\n")
+    try:
+        message = parse_head(line + b"\r\nHost: h\r\n\r\n", Limits())
+    except Refused:
+        assert line in OTHER_LINES
+        assert theirs is None or b" HTTP/1.1 " in line + b" " or line.strip() != line  # stricter than cheroot
+        return
+    ours = {name: getattr(message, name) for name in REQUEST_FIELDS if name != "scheme"}
+    expected = dict(theirs or {}, **ACCEPTED_OTHERWISE.get(line, {}))
+    expected.pop("scheme", None)
+    if line in ACCEPTED_OTHERWISE:
+        expected.update(method=line.split()[0], uri=line.split()[1], qs=b"", request_protocol=b"HTTP/1.1")
+        expected.update(response_protocol="HTTP/1.1", authority=expected.get("authority", b""))
+    assert ours == expected
 
 
 @pytest.mark.parametrize(("size", "status"), [(64, "HTTP/1.1 200 OK"), (65, "HTTP/1.1 414 Request-URI Too Long")])
-def test_a_plain_request_line_over_the_limit_is_left_to_cheroots_414(size, status):
+def test_a_request_line_over_the_limit_is_a_414(size, status):
     line = b"GET /" + b"a" * (size - len(b"GET / HTTP/1.1\r\n")) + b" HTTP/1.1\r\n"
     assert len(line) == size
-    with serving(environ_app, max_request_line=64) as server, requests_of(server) as request_on:
+    with serving(environ_app, max_request_line=64) as server:
         ((answer, _, _),) = exchange(server.bind_addr[1], line + b"Host: h\r\nConnection: close\r\n\r\n")
         assert answer == status
-        assert request_on(line).read_plain_request_line() == (size <= 64)
 
 
 HEADER_CASES = [
@@ -331,7 +353,7 @@ HEADER_CASES = [
 @pytest.mark.parametrize(("protocol", "method", "status", "headers"), HEADER_CASES)
 @pytest.mark.parametrize("close_connection", [False, True])
 def test_the_header_block_is_cheroots(protocol, method, status, headers, close_connection):
-    """Request.header_block completes the headers as cheroot's send_headers does, but for Date, which it formats
+    """header_block completes the headers as cheroot's send_headers does, but for Date, which it formats
     once a second (compared here without it). A cheroot release that completes them differently fails here."""
 
     class Collector:
@@ -345,11 +367,11 @@ def test_the_header_block_is_cheroots(protocol, method, status, headers, close_c
             request.response_protocol, request.method, request.status = protocol, method, status
             request.outheaders = list(headers)
             request.close_connection = close_connection
-            request.rfile = overrides._NO_BODY
             requests.append(request)
         ours, theirs = requests
-        blocks.append(ours.header_block())
+        blocks.append(response.header_block(ours))
         theirs.conn.wfile = Collector()
+        theirs.rfile = cheroot_server.KnownLengthRFile(io.BytesIO(), 0)  # cheroot's drains what is left of a body
         cheroot_server.HTTPRequest.send_headers(theirs)
         blocks.append(theirs.conn.wfile.data)
     ours_lines, theirs_lines = (
@@ -402,7 +424,7 @@ def test_a_header_that_could_split_the_response_is_a_500(status, headers):
 
 
 def test_a_header_name_is_remembered_only_up_to_a_bound(monkeypatch):
-    monkeypatch.setattr(overrides, "_RESPONSE_NAMES", {})
+    monkeypatch.setattr(response, "_RESPONSE_NAMES", {})
 
     def app(environ, start_response):
         start_response("200 OK", [(f"X-{index}", "v") for index in range(600)] + [("Content-Length", "0")])
@@ -411,7 +433,7 @@ def test_a_header_name_is_remembered_only_up_to_a_bound(monkeypatch):
     with serving(app) as server:
         ((status, _, _),) = exchange(server.bind_addr[1], b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     assert status == "HTTP/1.1 200 OK"
-    assert len(overrides._RESPONSE_NAMES) == 512
+    assert len(response._RESPONSE_NAMES) == 512
 
 
 def test_what_stopping_and_streams_rely_on():
@@ -463,6 +485,6 @@ def test_what_accept_pausing_relies_on():
     server.prepare()
     try:
         assert type(server._connections) is manager
-        assert not set(vars(overrides.ConnectionManager)) - {"__module__", "__doc__", "_from_server_socket"}
+        assert not set(vars(private.ConnectionManager)) - {"__module__", "__doc__", "_from_server_socket"}
     finally:
         server.stop()

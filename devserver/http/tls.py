@@ -1,0 +1,163 @@
+"""TLS: the adapter (``TLSAdapter``, with the handshake out of cheroot's accept loop, made without blocking by
+``handshake``), a certificate and key from files checked at start-up (``load_adapter``), or a throwaway
+self-signed one for development (``self_signed``: secure cookies, service workers and WebAuthn need a secure
+origin). The self-signed certificate is made by ``trustme`` (an optional dependency: ``pip install trustme``, or the
+``self-signed`` extra), not by hand.
+"""
+
+import contextlib
+import logging
+import os
+import re
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from .response import plain_response
+
+__all__ = ["SELF_SIGNED_ENV", "SelfSigned", "TLSAdapter", "TLSError", "handshake", "load_adapter", "self_signed"]
+
+SELF_SIGNED_ENV = "RUNCHERRYPY_SELF_SIGNED_DIR"
+"""Where the reloader's parent leaves its self-signed certificate for its children, so that a reload keeps it
+(a browser told to accept it once need not be told again)."""
+
+
+_CERTIFIABLE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
+"""A host name or an address that a certificate can name (ALLOWED_HOSTS may hold patterns)."""
+
+
+class TLSError(ValueError):
+    """A certificate or key that cannot be used; the message is one line that says which and why."""
+
+
+def load_adapter(certificate, private_key):
+    """A ``TLSAdapter`` for ``certificate`` (a PEM file: the certificate, then its chain) and ``private_key`` (a
+    PEM file). ``TLSError`` for a file that is missing or unreadable, or not PEM, or a key that does not match."""
+    for what, path in (("certificate", certificate), ("private key", private_key)):
+        if not os.access(path, os.R_OK):
+            reason = "no such file" if not os.path.exists(path) else "not readable"
+            raise TLSError(f"Cannot read the {what} {path}: {reason}.")
+    try:
+        return TLSAdapter(certificate, private_key)
+    except ssl.SSLError as error:
+        reason = error.reason or str(error)
+        if reason == "KEY_VALUES_MISMATCH":
+            raise TLSError(f"The private key {private_key} does not match the certificate {certificate}.") from None
+        raise TLSError(f"Cannot load the certificate {certificate} with the key {private_key}: {reason}.") from None
+    except OSError as error:
+        raise TLSError(f"Cannot load the certificate {certificate}: {error.strerror or error}.") from None
+
+
+@dataclass(frozen=True)
+class SelfSigned:
+    """A throwaway certificate: ``certificate`` and ``private_key`` (PEM files), signed by the certificate
+    authority in ``authority`` (a PEM file to give a client: ``curl --cacert``, a browser's trust store)."""
+
+    certificate: str
+    private_key: str
+    authority: str
+    hosts: tuple
+
+
+def self_signed(hosts, directory=None):
+    """A ``SelfSigned`` for ``hosts`` (names and addresses, IPv6 with or without brackets; patterns are left
+    out), made by ``trustme`` in ``directory`` (a new temporary
+    folder by default), or the one already there. ``TLSError`` when ``trustme`` is not installed."""
+    hosts = tuple(dict.fromkeys(host.strip("[]") for host in hosts if _CERTIFIABLE.fullmatch(host.strip("[]"))))
+    folder = Path(directory or tempfile.mkdtemp(prefix="runcherrypy-tls-"))
+    made = SelfSigned(str(folder / "cert.pem"), str(folder / "key.pem"), str(folder / "ca.pem"), hosts)
+    if all(os.path.exists(path) for path in (made.certificate, made.private_key, made.authority)):
+        return made
+    try:
+        import trustme
+    except ImportError:
+        raise TLSError("--self-signed needs the trustme package: pip install trustme.") from None
+    authority = trustme.CA(organization_name="runcherrypy (throwaway)")
+    issued = authority.issue_cert(*hosts)
+    folder.mkdir(parents=True, exist_ok=True)
+    issued.private_key_pem.write_to_path(made.private_key)
+    os.chmod(made.private_key, 0o600)
+    with open(made.certificate, "wb") as file:
+        for pem in issued.cert_chain_pems:
+            file.write(pem.bytes())
+    authority.cert_pem.write_to_path(made.authority)
+    return made
+
+
+class TLSAdapter(BuiltinSSLAdapter):
+    """cheroot's builtin TLS adapter with the handshake out of the accept loop, TLS 1.2 or newer, ALPN
+    ``http/1.1``, and the certificate loaded again on ``reload()`` (SIGHUP).
+
+    ``wrap()`` replaces cheroot's, which makes the handshake on the thread that accepts connections, blocking:
+    one client that connects and sends no ClientHello stalls every new connection for ``timeout`` seconds
+    (cheroot issue 748). Here it only wraps the socket (``do_handshake_on_connect=False``); ``handshake`` makes it
+    without blocking on the selector's thread (``devserver.http.receive``), with the request head's deadline, and
+    sets the connection's TLS environ (cheroot's ``get_environ``) once it is done.
+
+    ``certificate``: a PEM file with the certificate and its chain; ``private_key``: a PEM file. Raises what
+    ``ssl.SSLContext.load_cert_chain`` raises (``OSError`` for a missing or unreadable file, ``ssl.SSLError``
+    for a key that does not match).
+    """
+
+    def __init__(self, certificate, private_key):
+        super().__init__(certificate, private_key)
+        self._configure(self.context)
+        self._reload = False
+
+    @staticmethod
+    def _configure(context):
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_alpn_protocols(["http/1.1"])
+
+    def reload(self):
+        """Load the certificate and key again before the next connection (safe in a signal handler: it sets a
+        flag). Connections already made keep theirs; a file that does not load leaves the current ones in use."""
+        self._reload = True
+
+    def _load(self):
+        self._reload = False
+        context = ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.certificate, self.private_key)
+        except (OSError, ssl.SSLError) as error:
+            tls_logger.error("The certificate was not reloaded (the one loaded before stays in use): %s", error)
+            return
+        self._configure(context)
+        self.context = context
+        tls_logger.info("Certificate reloaded from %s.", self.certificate)
+
+    def wrap(self, sock):
+        if self._reload:
+            self._load()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), {}
+
+
+tls_logger = logging.getLogger("devserver.server")
+
+
+_PLAIN_HTTP_TO_TLS = plain_response("400 Bad Request", "This port speaks HTTPS: use an https:// URL.\r\n")
+
+
+def handshake(server, conn):
+    """The TLS handshake of ``conn`` (a connection whose socket ``TLSAdapter`` wrapped), as far as the bytes that
+    have come allow, without blocking: ``True`` once done (``conn.ssl_env`` is then set), ``False`` for more to
+    come, ``None`` when it failed (the connection is to be closed); plain HTTP sent to the port gets a plain 400
+    first, as cheroot answers it."""
+    sock = conn.socket
+    try:
+        sock.do_handshake()
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return False
+    except ssl.SSLError as error:
+        if "http request" in str(error).lower():
+            with contextlib.suppress(OSError):
+                os.write(sock.fileno(), _PLAIN_HTTP_TO_TLS)
+        return None
+    except OSError:
+        return None
+    conn.handshake_pending = False
+    conn.ssl_env = server.ssl_adapter.get_environ(sock)
+    return True
