@@ -2,13 +2,14 @@
 line, each a table of bytes in and the verdict out; the decoder with no socket, the request line over raw HTTP."""
 
 import io
+import socket
 
 import pytest
 
 from devserver.http.parser import ChunkedDecoder
 from devserver.http.parser import MalformedBody as _MalformedBody
 
-from .http import raw_request
+from .http import exchange, raw_request
 from .wsgi import serving
 
 
@@ -114,3 +115,24 @@ def test_valid_request_lines_are_served(port, line, seen):
         assert answer.startswith(b"HTTP/1.1 400 "), answer
     else:
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(seen), answer
+
+
+@pytest.mark.parametrize(
+    "framing", [b"Transfer-Encoding:\r\nTransfer-Encoding: chunked", b"Transfer-Encoding: ,chunked"]
+)
+def test_a_body_that_stops_midway_holds_no_thread(framing):
+    """Issue 20, item 5: the selector's framing code read an empty Transfer-Encoding line before ``chunked`` as no
+    body while the header reader read it as chunked, so a worker read the body, blocking: with one thread, a client
+    that stopped mid-body left every other request unanswered. One parse of the head frames it once; the body is
+    received on the selector's thread, and the other client is answered at once (not after the 30 s timeouts)."""
+    with (
+        serving(app, numthreads=1, max=1, timeout=30, header_timeout=30) as server,
+        socket.create_connection(server.bind_addr, timeout=5) as stalled,
+    ):
+        stalled.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\n" + framing + b"\r\n\r\n5\r\nhel")
+        ((status, _, body),) = exchange(
+            server.bind_addr[1], b"GET /other HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        assert (status, body) == ("HTTP/1.1 200 OK", b"GET /other HTTP/1.1")
+        stalled.sendall(b"lo\r\n0\r\n\r\n")  # and the first request, once whole, is served
+        assert stalled.recv(65536).startswith(b"HTTP/1.1 200 OK")
