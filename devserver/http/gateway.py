@@ -59,26 +59,51 @@ class Gateway(wsgi.Gateway_10):
         self.ended = False  # a stream ended by the server (devserver.streams)
 
     def get_environ(self):
-        """The WSGI environ, as ``cheroot.wsgi.Gateway_10.get_environ`` builds it, plus ``wsgi.file_wrapper``;
-        header names are turned into ``HTTP_*`` keys through a cache instead of ``str.format`` per header."""
+        """The WSGI environ, as ``cheroot.wsgi.Gateway_10.get_environ`` builds it, plus ``wsgi.file_wrapper``: what
+        is the same for every request of a connection is built once (``connection_environ``) and copied; header
+        names are turned into ``HTTP_*`` keys through a cache instead of ``str.format`` per header."""
+        req = self.req
+        conn = req.conn
+        base = getattr(conn, "environ", None)
+        if base is None:
+            base = conn.environ = self.connection_environ()
+        environ = base.copy()
+        environ["PATH_INFO"] = req.path.decode("ISO-8859-1")
+        environ["QUERY_STRING"] = req.qs.decode("ISO-8859-1")
+        environ["REQUEST_METHOD"] = req.method.decode("ISO-8859-1")
+        environ["REQUEST_URI"] = req.uri.decode("ISO-8859-1")
+        environ["SERVER_PROTOCOL"] = req.request_protocol.decode("ISO-8859-1")
+        environ["wsgi.input"] = req.rfile
+        environ["wsgi.input_terminated"] = bool(req.chunked_read)
+        for name, value in req.inheaders.items():
+            key = _ENVIRON_KEYS.get(name)
+            if key is None:
+                key = "HTTP_" + name.decode("ISO-8859-1").upper().replace("-", "_")
+                if len(_ENVIRON_KEYS) < 512 and len(name) <= 64:  # clients choose header names: bound the cache
+                    _ENVIRON_KEYS[name] = key
+            environ[key] = value.decode("ISO-8859-1")
+        content_type = environ.pop("HTTP_CONTENT_TYPE", None)
+        if content_type is not None:
+            environ["CONTENT_TYPE"] = content_type
+        content_length = environ.pop("HTTP_CONTENT_LENGTH", None)
+        if content_length is not None:
+            environ["CONTENT_LENGTH"] = content_length
+        return environ
+
+    def connection_environ(self):
+        """The part of the environ that is the same for every request on this connection (a dict): the server, the
+        peer (with its credentials on a unix socket, when cheroot can read them), TLS (``conn.ssl_env``), ``wsgi.*``."""
         req = self.req
         conn = req.conn
         server = req.server
         environ = {
             "ACTUAL_SERVER_PROTOCOL": server.protocol,
-            "PATH_INFO": req.path.decode("ISO-8859-1"),
-            "QUERY_STRING": req.qs.decode("ISO-8859-1"),
             "REMOTE_ADDR": conn.remote_addr or "",
             "REMOTE_PORT": str(conn.remote_port or ""),
-            "REQUEST_METHOD": req.method.decode("ISO-8859-1"),
-            "REQUEST_URI": req.uri.decode("ISO-8859-1"),
             "SCRIPT_NAME": "",
             "SERVER_NAME": server.server_name,
-            "SERVER_PROTOCOL": req.request_protocol.decode("ISO-8859-1"),
             "SERVER_SOFTWARE": server.software,
             "wsgi.errors": sys.stderr,
-            "wsgi.input": req.rfile,
-            "wsgi.input_terminated": bool(req.chunked_read),
             "wsgi.multiprocess": False,
             "wsgi.multithread": True,
             "wsgi.run_once": False,
@@ -100,19 +125,6 @@ class Gateway(wsgi.Gateway_10):
                 pass
         else:
             environ["SERVER_PORT"] = str(server.bind_addr[1])
-        for name, value in req.inheaders.items():
-            key = _ENVIRON_KEYS.get(name)
-            if key is None:
-                key = "HTTP_" + name.decode("ISO-8859-1").upper().replace("-", "_")
-                if len(_ENVIRON_KEYS) < 512 and len(name) <= 64:  # clients choose header names: bound the cache
-                    _ENVIRON_KEYS[name] = key
-            environ[key] = value.decode("ISO-8859-1")
-        content_type = environ.pop("HTTP_CONTENT_TYPE", None)
-        if content_type is not None:
-            environ["CONTENT_TYPE"] = content_type
-        content_length = environ.pop("HTTP_CONTENT_LENGTH", None)
-        if content_length is not None:
-            environ["CONTENT_LENGTH"] = content_length
         if conn.ssl_env:
             environ.update(conn.ssl_env)
         return environ
@@ -234,7 +246,7 @@ class Gateway(wsgi.Gateway_10):
                 raise RuntimeError("WSGI start_response called a second time with no exc_info.")
             if req.sent_headers:
                 raise exc_info[1].with_traceback(exc_info[2])
-        req.status, req.outheaders, self.remaining_bytes_out = check_response(status, headers)
+        req.status, req.outheaders, req.outnames, self.remaining_bytes_out = check_response(status, headers)
         self.started_response = True
         return self.write
 

@@ -32,6 +32,9 @@ _NO_BODY = cheroot_server.KnownLengthRFile(io.BytesIO(), 0)
 class Request(cheroot_server.HTTPRequest):
     """cheroot's request, filled from the parsed ``Message`` (``conn.message``); see the module's docstring."""
 
+    outnames = None
+    """The response's header names in lower case (a set of bytes), once ``start_response`` has checked them."""
+
     def parse_request(self):
         message = self.conn.message
         self.started_request = True
@@ -104,6 +107,7 @@ class Connection(cheroot_server.HTTPConnection):
         self.parser = Parser(server.limits)
         self.rfile = _Pending(self)
         self.message = None
+        self.environ = None  # what the gateway's environ holds for every request of this connection
         self.continued = None  # the message 100 Continue was sent for
         self.incomplete = False
         self.accepted_at = time.monotonic()

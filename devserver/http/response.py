@@ -32,8 +32,9 @@ def _response_name(name):
 
 
 def check_response(status, headers):
-    """PEP 3333's ``start_response`` arguments, checked and encoded: ``(status, headers, content_length)``, the
-    status as bytes, the headers as ``(name, value)`` byte pairs and the Content-Length as an ``int`` or ``None``.
+    """PEP 3333's ``start_response`` arguments, checked and encoded: ``(status, headers, names, content_length)``,
+    the status as bytes, the headers as ``(name, value)`` byte pairs, the set of their names in lower case (bytes)
+    and the Content-Length as an ``int`` or ``None``.
 
     ``status`` is three digits, then a space and a reason phrase, or nothing more; a header name is a token (RFC
     9110 §5.1), a value holds no control character but HTAB (§5.5): otherwise ``ValueError`` (the client gets a
@@ -46,7 +47,7 @@ def check_response(status, headers):
     encoded_status = status.encode("ISO-8859-1")
     if _STATUS.fullmatch(encoded_status) is None:
         raise ValueError(f"Malformed WSGI response status {status!r}.")
-    outheaders, values, length = [], [], None
+    outheaders, values, names, length = [], [], set(), None
     for name, value in headers:
         known = _RESPONSE_NAMES.get(name)
         if known is None:
@@ -58,9 +59,10 @@ def check_response(status, headers):
             length = int(value)
         outheaders.append((known[0], value))
         values.append(value)
+        names.add(known[1])
     if BAD_VALUE_BYTE.search(b"\t".join(values)):
         raise ValueError("A WSGI response header value holds a control character (CR, LF, NUL...).")
-    return encoded_status, outheaders, length
+    return encoded_status, outheaders, names, length
 
 
 _date = (0, b"")
@@ -79,7 +81,8 @@ def current_date():
 
 def header_block(req):
     """The status line and header block (bytes) of the response of ``req`` (a ``devserver.http.request.Request``:
-    its ``status``, ``outheaders``, ``method``, ``response_protocol`` and ``close_connection``), completed as
+    its ``status``, ``outheaders`` and their lower-case names ``outnames`` (or ``None``), ``method``,
+    ``response_protocol`` and ``close_connection``), completed as
     cheroot's ``send_headers`` completes them, which this replaces:
 
     - a body of unknown length is sent with the chunked coding to an HTTP/1.1 client (``req.chunked_write`` is set),
@@ -91,7 +94,9 @@ def header_block(req):
     """
     server = req.server
     headers = req.outheaders
-    names = {name.lower() for name, _ in headers}
+    names = req.outnames
+    if names is None:
+        names = {name.lower() for name, _ in headers}
     if server.draining:  # stopping: this is the connection's last response
         req.close_connection = True
     status = req.status
