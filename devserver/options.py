@@ -13,6 +13,7 @@ the option table in README.md (``markdown_table``, checked by a test) are all ma
 import math
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -532,6 +533,28 @@ def resolve(names, given, settings):
         except ValueError as error:
             raise OptionError(f"{source}: {error}.") from None
     return values
+
+
+def check_combinations(values, given, *, platform=sys.platform):
+    """Raise ``OptionError`` (one line) for options that do not go together: ``values`` as ``resolve`` gives them,
+    ``given`` the command line's own (argparse's dests, before settings and defaults: ``addrport``, ``host``,
+    ``port``, ``self_signed``, ``access_log``, ``no_access_log``)."""
+    if given.get("no_access_log") and given.get("access_log") is not None:
+        raise OptionError("Give either --access-log or --no-access-log, not both.")
+    if (given.get("host") is not None or given.get("port") is not None) and given.get("addrport"):
+        raise OptionError("Give either addrport or --host/--port, not both.")
+    certificate, private_key = values.get("certificate"), values.get("private_key")
+    if given.get("self_signed") and (certificate or private_key):
+        raise OptionError("Give either --self-signed or --certificate and --private-key, not both.")
+    if bool(certificate) != bool(private_key):
+        raise OptionError("--certificate and --private-key go together.")
+    if values.get("workers", 1) > 1 and platform == "win32":
+        raise OptionError("--workers passes the listening sockets to its workers, which Windows cannot do.")
+    if values.get("workers", 1) > 1 and values.get("use_reloader"):
+        raise OptionError("--workers runs without the reloader (SIGHUP reloads the workers): add --noreload.")
+    threads, most = values.get("threads"), values.get("max_threads")
+    if given.get("use_threading", True) and threads is not None and most is not None and most < threads:
+        raise OptionError("--max-threads must be at least --threads.")
 
 
 def markdown_table():

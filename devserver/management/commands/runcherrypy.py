@@ -118,10 +118,9 @@ class Command(RunserverCommand, Reporter):
     def handle(self, *args, **options):
         try:
             self.values = option_table.resolve(RESOLVED_OPTIONS, options, settings)
+            option_table.check_combinations(self.values, options)
         except option_table.OptionError as error:
             raise CommandError(str(error)) from None
-        if options["no_access_log"] and options["access_log"] is not None:
-            raise CommandError("Give either --access-log or --no-access-log, not both.")
         self.server_options = self.server_keywords(self.values, use_threading=options["use_threading"])
         # A worker of --workers serves the sockets its master passes; the command line is the master's.
         self.worker = worker_link()
@@ -137,15 +136,6 @@ class Command(RunserverCommand, Reporter):
             raise CommandError("systemd passed the sockets to listen on (LISTEN_FDS): give no address as well.")
         if self.passed_sockets and self.values["use_reloader"]:
             raise CommandError("systemd's sockets (LISTEN_FDS) cannot go to the reloader's children: use --noreload.")
-        if self.values["workers"] > 1 and sys.platform == "win32":
-            raise CommandError("--workers passes the listening sockets to its workers, which Windows cannot do.")
-        if self.values["workers"] > 1 and self.values["use_reloader"]:
-            raise CommandError("--workers runs without the reloader (SIGHUP reloads the workers): add --noreload.")
-        certificate, private_key = self.values["certificate"], self.values["private_key"]
-        if options["self_signed"] and (certificate or private_key):
-            raise CommandError("Give either --self-signed or --certificate and --private-key, not both.")
-        if bool(certificate) != bool(private_key):
-            raise CommandError("--certificate and --private-key go together.")
         self.tls = None
         try:
             self.identity = identity(self.values["user"], self.values["group"])
@@ -162,8 +152,6 @@ class Command(RunserverCommand, Reporter):
         self.serve_tcp = not (self.passed_sockets or self.values["unix_socket"]) or bool(given_address)
         host, port = self.values["host"], self.values["port"]
         if options["host"] is not None or options["port"] is not None:
-            if options["addrport"]:
-                raise CommandError("Give either addrport or --host/--port, not both.")
             if options["host"] is None:
                 host = self.default_addr_ipv6 if options["use_ipv6"] else self.default_addr
             if options["port"] is None:
@@ -176,8 +164,8 @@ class Command(RunserverCommand, Reporter):
 
     @staticmethod
     def server_keywords(values, *, use_threading=True):
-        """The ``devserver.server.Server`` keyword arguments from resolved option values; ``--nothreading`` means
-        a single worker thread. ``CommandError`` when MAX is below MIN."""
+        """The ``devserver.server.Server`` keyword arguments from resolved option values (checked by
+        ``devserver.options.check_combinations``); ``--nothreading`` means a single worker thread."""
         keywords = {
             option_table.OPTIONS_BY_NAME[name].keyword: values[name]
             for name in SERVER_OPTIONS
@@ -185,8 +173,6 @@ class Command(RunserverCommand, Reporter):
         }
         if not use_threading:
             keywords["numthreads"] = keywords["max"] = 1
-        if keywords.get("max", float("inf")) < keywords["numthreads"]:
-            raise CommandError("--max-threads must be at least --threads.")
         return keywords
 
     def run(self, **options):
