@@ -425,6 +425,7 @@ def test_a_header_that_could_split_the_response_is_a_500(status, headers):
 
 def test_a_header_name_is_remembered_only_up_to_a_bound(monkeypatch):
     monkeypatch.setattr(response, "_RESPONSE_NAMES", {})
+    monkeypatch.setattr(response, "_CHECKED", {})
 
     def app(environ, start_response):
         start_response("200 OK", [(f"X-{index}", "v") for index in range(600)] + [("Content-Length", "0")])
@@ -434,6 +435,23 @@ def test_a_header_name_is_remembered_only_up_to_a_bound(monkeypatch):
         ((status, _, _),) = exchange(server.bind_addr[1], b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     assert status == "HTTP/1.1 200 OK"
     assert len(response._RESPONSE_NAMES) == 512
+    assert len(response._CHECKED) == 601  # the headers checked, remembered up to 1024
+
+
+def test_a_header_remembered_as_checked_is_given_back_as_sent(monkeypatch):
+    monkeypatch.setattr(response, "_CHECKED", {})
+    headers = [("Content-Type", "text/plain"), ["X-List", "a"], ("Content-Length", "2")]
+    first = response.check_response("200 OK", headers)
+    assert response.check_response("200 OK", headers) == first
+    assert first == (
+        b"200 OK",
+        [(b"Content-Type", b"text/plain"), (b"X-List", b"a"), (b"Content-Length", b"2")],
+        {b"content-type", b"x-list", b"content-length"},
+        2,
+    )
+    with pytest.raises(ValueError):
+        response.check_response("200 OK", [("X-Long", "v" * 300 + "\r\nSet-Cookie: a=b")])
+    assert len(response._CHECKED) == 3  # not the bad one
 
 
 def test_what_stopping_and_streams_rely_on():

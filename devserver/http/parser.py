@@ -81,6 +81,7 @@ _COMMA_SEPARATED = frozenset(
     b"Content-Encoding Content-Language Expect If-Match If-None-Match Pragma Proxy-Authenticate Te Trailer "
     b"Transfer-Encoding Upgrade Vary Via Warning Www-Authenticate".split()
 )
+_HOSTS = set()  # Host values found valid, bounded: a site is asked for by a few names
 _TITLES = {}  # field name as sent -> its title-cased form (b"" for a name with "_"), bounded: clients choose names
 
 
@@ -324,8 +325,11 @@ def parse_head(head, limits):
     if host is None:
         if http11:
             raise Refused("400 Bad Request", "Missing Host header.", request_line)
-    elif _HOST.fullmatch(host) is None:
-        raise Refused("400 Bad Request", "Invalid Host header.", request_line)
+    elif host not in _HOSTS:
+        if _HOST.fullmatch(host) is None:
+            raise Refused("400 Bad Request", "Invalid Host header.", request_line)
+        if len(_HOSTS) < 256:
+            _HOSTS.add(host)
     if authority:
         headers[b"Host"] = authority
 
@@ -333,8 +337,14 @@ def parse_head(head, limits):
     if connection is None:
         message.keep_alive = http11
     else:
-        tokens = {token.strip().lower() for token in connection.split(b",")}
-        message.keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
+        connection = connection.lower()
+        if connection == b"keep-alive":
+            message.keep_alive = True
+        elif connection == b"close":
+            message.keep_alive = False
+        else:
+            tokens = {token.strip() for token in connection.split(b",")}
+            message.keep_alive = b"close" not in tokens if http11 else b"keep-alive" in tokens
 
     message.body = None
     message.chunked = False

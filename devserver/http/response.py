@@ -47,22 +47,41 @@ def check_response(status, headers):
     encoded_status = status.encode("ISO-8859-1")
     if _STATUS.fullmatch(encoded_status) is None:
         raise ValueError(f"Malformed WSGI response status {status!r}.")
-    outheaders, values, names, length = [], [], set(), None
-    for name, value in headers:
-        known = _RESPONSE_NAMES.get(name)
+    outheaders, names, length = [], set(), None
+    checked = _CHECKED.get
+    for header in headers:
+        try:
+            known = checked(header)
+        except TypeError:  # a list, not a tuple: not hashable
+            known = None
         if known is None:
-            known = _response_name(name)
-        if not isinstance(value, str):
-            raise TypeError(f"WSGI response header value {value!r} is not of type str.")
-        value = value.encode("ISO-8859-1")
-        if known[1] == b"content-length":
-            length = int(value)
-        outheaders.append((known[0], value))
-        values.append(value)
+            known = _check_header(*header)
+        outheaders.append(known[0])
         names.add(known[1])
-    if BAD_VALUE_BYTE.search(b"\t".join(values)):
-        raise ValueError("A WSGI response header value holds a control character (CR, LF, NUL...).")
+        if known[1] == b"content-length":
+            length = int(known[0][1])
     return encoded_status, outheaders, names, length
+
+
+_CHECKED = {}  # (name, value) str pair -> ((name, value), lower-case name), as bytes, checked; bounded
+
+
+def _check_header(name, value):
+    """``((name, value), name.lower())`` as bytes for a response header, checked (``check_response``); remembered
+    for the next response when short, up to a bound (headers repeat from one response to the next: Content-Type,
+    X-Frame-Options; the application may make others from input)."""
+    known = _RESPONSE_NAMES.get(name)
+    if known is None:
+        known = _response_name(name)
+    if not isinstance(value, str):
+        raise TypeError(f"WSGI response header value {value!r} is not of type str.")
+    encoded = value.encode("ISO-8859-1")
+    if BAD_VALUE_BYTE.search(encoded):
+        raise ValueError("A WSGI response header value holds a control character (CR, LF, NUL...).")
+    checked = ((known[0], encoded), known[1])
+    if len(_CHECKED) < 1024 and len(value) <= 256:
+        _CHECKED[(name, value)] = checked
+    return checked
 
 
 _date = (0, b"")
