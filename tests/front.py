@@ -8,7 +8,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
@@ -18,6 +17,7 @@ import django
 from .http import fetch, raw_request
 from .process import ROOT, SAMPLE, manage
 from .tools import require
+from .waiting import eventually
 
 APACHE_MODULES = "/usr/lib/apache2/modules"
 ADMIN_PASSWORD = "cherry-pie-2026"
@@ -30,16 +30,16 @@ def free_port():
 
 
 def wait_for_port(port, process, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening():
         if process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with status {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+            return False
+        return True
+
+    eventually(listening, timeout, interval=0.05, context=lambda: f"nothing listens on port {port}")
 
 
 def scgi_request(target, variables, body=b"", timeout=15):

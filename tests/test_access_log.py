@@ -2,12 +2,12 @@
 
 import re
 import signal
-import time
 
 from devserver.access_log import FileAccessLog
 
 from .http import fetch
 from .process import manage
+from .waiting import eventually
 
 LINE = re.compile(
     r'(?P<client>\S+) - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "(?P<request>[^"]*)" (?P<status>\d{3}) '
@@ -16,13 +16,13 @@ LINE = re.compile(
 
 
 def wait_for_lines(path, count, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The lines of the file at ``path``, once there are ``count`` or more."""
+
+    def enough():
         lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count:
-            return lines
-        time.sleep(0.05)
-    return path.read_text().splitlines() if path.exists() else []
+        return lines if len(lines) >= count else None
+
+    return eventually(enough, timeout, interval=0.05)
 
 
 def test_a_file_log_is_reopened_when_asked(tmp_path):
@@ -61,10 +61,14 @@ def test_access_log_to_a_file_and_sigusr1(start_server, tmp_path):
 
     path.rename(tmp_path / "access.log.1")
     running.signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 5
-    while not path.exists() and time.monotonic() < deadline:  # reopened at the next line
+
+    def reopened():
+        if path.exists():  # reopened at the next line
+            return True
         fetch(running.url, "/missing/")
-        time.sleep(0.05)
+        return False
+
+    eventually(reopened, interval=0.05)
     lines = wait_for_lines(path, 1)
     assert lines and LINE.fullmatch(lines[0])["status"] == "404"
     assert len((tmp_path / "access.log.1").read_text().splitlines()) == 1

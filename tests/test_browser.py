@@ -15,6 +15,8 @@ from cherrytest.app.tiles import grid
 from .tools import unavailable
 from .waiting import eventually
 
+pytestmark = pytest.mark.slow  # drives Chromium
+
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # No sandbox as root; no background traffic to Google's hosts, which this network refuses.
 CHROMIUM_ARGS = [

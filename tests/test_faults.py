@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 
+import pytest
 from cheroot.workers import threadpool
 
 from devserver import access_log
@@ -21,6 +22,8 @@ from .process import Runcherrypy
 from .tools import require
 from .waiting import eventually
 from .wsgi import serving
+
+pytestmark = pytest.mark.slow  # waits out windows of seconds, under resource limits
 
 
 def slow_app(environ, start_response):

@@ -17,6 +17,7 @@ from devserver.media import MediaHandler
 
 from .http import fetch
 from .process import ROOT
+from .waiting import eventually
 from .wsgi import serving
 
 BIG = 8 * 1024 * 1024 + 123
@@ -132,6 +133,7 @@ def open_descriptors(pid):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count descriptors")
+@pytest.mark.slow
 def test_an_interrupted_download_leaves_no_descriptor_open(tmp_path, start_server):
     media = tmp_path / "media"
     media.mkdir()
@@ -154,10 +156,11 @@ def test_an_interrupted_download_leaves_no_descriptor_open(tmp_path, start_serve
             assert open_descriptors(pid) > before
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
-    deadline = time.monotonic() + 5
-    while open_descriptors(pid) > before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert open_descriptors(pid) <= before
+    eventually(
+        lambda: open_descriptors(pid) <= before,
+        interval=0.05,
+        context=lambda: f"{open_descriptors(pid)} descriptors open, {before} before",
+    )
     assert fetch(server.port, "/media/huge.bin", "HEAD")[0] == 200  # still serving
     assert server.stop() == 0
     assert "Traceback" not in server.output
@@ -291,6 +294,7 @@ class TestRulesOverHTTP:
         assert changed["ETag"] != headers["ETag"]
 
 
+@pytest.mark.slow
 def test_a_download_cut_off_for_reading_too_slowly_is_logged_with_the_bytes_sent(tmp_path, caplog):
     import logging
 
@@ -305,9 +309,7 @@ def test_a_download_cut_off_for_reading_too_slowly_is_logged_with_the_bytes_sent
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         client.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: h\r\n\r\n")
         received = len(client.recv(65536))  # then it reads no more: the server's 1 s timeout ends it
-        deadline = time.monotonic() + 10
-        while not [r for r in caplog.records if "huge.bin" in r.getMessage()] and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: [r for r in caplog.records if "huge.bin" in r.getMessage()], timeout=10, interval=0.05)
     (record,) = [r for r in caplog.records if "huge.bin" in r.getMessage()]
     match = re.fullmatch(
         r'127\.0\.0\.1 "GET /huge\.bin HTTP/1\.1" 200 (\d+) [0-9.]+ ms \(cut off; (\d+) announced\)',

@@ -23,6 +23,8 @@ from .http import fetch
 from .process import ROOT, manage, manage_env
 from .tools import require
 
+pytestmark = pytest.mark.slow  # nginx and Apache in front of subprocesses
+
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):

@@ -116,6 +116,7 @@ def test_cgi_error_is_a_500_without_a_traceback(cgi_script):
     assert "Traceback" in errors and "ModuleNotFoundError: No module named 'tests.nowhere'" in errors
 
 
+@pytest.mark.slow
 def test_cgi_streams_a_large_file_in_constant_memory(cgi_script, tmp_path):
     media = tmp_path / "media"
     media.mkdir()
@@ -244,6 +245,7 @@ def request_variables(path="/", method="GET", **extra):
     }
 
 
+@pytest.mark.slow
 def test_runscgi_serves_and_keeps_serving_after_bad_input(runscgi):
     running = runscgi("127.0.0.1:0", "--header-timeout", "1", "--max-body-size", "1000")
     assert running.url.startswith("scgi://127.0.0.1:")
@@ -279,6 +281,7 @@ def test_runscgi_serves_and_keeps_serving_after_bad_input(runscgi):
     assert "Traceback" not in running.output
 
 
+@pytest.mark.slow
 def test_runscgi_serves_slow_requests_side_by_side(runscgi):
     running = runscgi("127.0.0.1:0")
     results = []
@@ -296,6 +299,7 @@ def test_runscgi_serves_slow_requests_side_by_side(runscgi):
     assert time.monotonic() - started < 5  # one after another: 8 s
 
 
+@pytest.mark.slow
 def test_runscgi_stops_gracefully(runscgi):
     running = runscgi("127.0.0.1:0")
     results = []

@@ -14,6 +14,7 @@ from devserver.management.commands.runcherrypy import Command
 
 from .http import Stream, fetch
 from .process import BANNER
+from .waiting import eventually
 from .wsgi import serving
 
 
@@ -47,6 +48,7 @@ def test_a_stop_signal_repeated_at_once_counts_once_and_a_later_one_gives_up():
     assert request.give_up.is_set()
 
 
+@pytest.mark.slow
 def test_stop_gracefully_says_whether_it_waited_timed_out_or_gave_up():
     with serving(slow_app, shutdown_timeout=0.2) as server:
         port = server.bind_addr[1]
@@ -72,6 +74,7 @@ def test_stop_gracefully_says_whether_it_waited_timed_out_or_gave_up():
 
 
 @pytest.mark.parametrize("reload", ["--noreload", "--reload"])
+@pytest.mark.slow
 def test_ctrl_c_again_gives_up_and_says_so(start_server, reload):
     server = start_server("127.0.0.1:0", reload, "--shutdown-timeout", "30")
     client, _ = in_background(server.url + "sleep/?seconds=5&say=give-up")
@@ -88,6 +91,7 @@ def test_ctrl_c_again_gives_up_and_says_so(start_server, reload):
 
 @pytest.mark.parametrize("reload", ["--noreload", "--reload"])
 @pytest.mark.parametrize("timeout", [0, 1])
+@pytest.mark.slow
 def test_the_shutdown_timeout_is_kept_and_its_running_out_said(start_server, reload, timeout):
     # --shutdown-timeout N waits N s for requests in flight, and the server's own work at most GRACE (0.15 s) more
     # (it took N + 2 to N + 3 s); this allows the processes' start and exit on a loaded machine on top.
@@ -118,10 +122,8 @@ def test_the_command_runs_from_a_thread_other_than_the_main_one(db):
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not (match := BANNER.search(output.getvalue())) and time.monotonic() < deadline and not errors:
-        time.sleep(0.02)
-    assert match, (errors, output.getvalue())
+    match = eventually(lambda: BANNER.search(output.getvalue()) or errors, 10, interval=0.02, context=output.getvalue)
+    assert not errors, (errors, output.getvalue())
     assert fetch(match["urls"] + "sleep/?seconds=0")[0] == 200
     command.runner.stop()
     thread.join(10)
@@ -145,6 +147,7 @@ def test_the_reloader_from_another_thread_is_a_command_error(db):
     assert re.search("main thread only; use --noreload", str(errors[0]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("debug", ["0", "1"])
 def test_without_reload_flags_the_reloader_follows_debug(start_server, debug):
     server = start_server("127.0.0.1:0", DJANGO_DEBUG=debug, DJANGO_ALLOWED_HOSTS="127.0.0.1")

@@ -12,6 +12,8 @@ from .http import fetch
 from .process import ROOT, SAMPLE
 from .tools import require
 
+pytestmark = pytest.mark.slow  # nginx in front of a subprocess
+
 
 @pytest.fixture(params=["tests", "sample"])
 def behind_nginx(request, start_server, tmp_path):

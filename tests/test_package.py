@@ -7,8 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .http import fetch
 from .process import ROOT, Runcherrypy
+
+pytestmark = pytest.mark.slow  # builds the wheel and installs it in a fresh virtualenv
 
 
 def run(*args, **kwargs):

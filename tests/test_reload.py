@@ -16,6 +16,8 @@ from .http import Stream, fetch
 from .process import ROOT, SAMPLE, Runcherrypy
 from .waiting import eventually
 
+pytestmark = pytest.mark.slow  # each test runs the sample under the reloader in a subprocess
+
 
 def get(port, path, timeout=10):
     status, _, body = fetch(port, path, timeout=timeout)
@@ -25,15 +27,19 @@ def get(port, path, timeout=10):
 def wait_for_body(port, path, wanted, timeout):
     """Poll until a 200 body contains ``wanted``; return the seconds it took, or ``None``."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+
+    def served():
         try:
             status, body = get(port, path, timeout=2)
-            if status == 200 and wanted in body:
-                return time.monotonic() - started
         except OSError:
-            pass  # restarting: nothing listens for a moment
-        time.sleep(0.05)
-    return None
+            return False  # restarting: nothing listens for a moment
+        return status == 200 and wanted in body
+
+    try:
+        eventually(served, timeout, interval=0.05)
+    except AssertionError:
+        return None
+    return time.monotonic() - started
 
 
 def edit(path, old, new):

@@ -8,13 +8,13 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
 from .http import fetch, raw_request
 from .process import ROOT, manage, manage_env
 from .tools import require
+from .waiting import eventually
 from .wsgi import serving
 
 
@@ -55,6 +55,7 @@ def test_a_unix_socket_and_tcp_together(start_server, tmp_path):
     assert running.stop() == 0 and not path.exists()
 
 
+@pytest.mark.slow
 def test_what_lies_at_the_socket_path_is_not_removed(tmp_path, start_server):
     regular = tmp_path / "notes.txt"
     regular.write_text("keep me")
@@ -129,9 +130,7 @@ def test_systemd_socket_activation_of_every_family(tmp_path):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(path.exists, timeout=10, interval=0.05)
         # The first connection starts the server, which takes the passed sockets: all three answer.
         assert fetch(f"http://127.0.0.1:{port4}/", "/test/client/", timeout=30)[0] == 200
         assert fetch(f"http://[::1]:{port6}/", "/test/client/")[0] == 200
@@ -143,6 +142,7 @@ def test_systemd_socket_activation_of_every_family(tmp_path):
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.slow
 def test_systemd_readiness_notification(tmp_path, start_server, workers):
     address = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:

@@ -186,6 +186,7 @@ def test_a_head_request_for_a_stream_that_starts_lazily_gets_its_headers():
         assert (status, headers["Content-Type"], body) == (200, "text/event-stream", b"")
 
 
+@pytest.mark.slow
 def test_starting_and_stopping_a_server_leaks_no_descriptor(app):
     def descriptors():
         return len(os.listdir("/proc/self/fd"))
@@ -199,6 +200,7 @@ def test_starting_and_stopping_a_server_leaks_no_descriptor(app):
     assert descriptors() <= before
 
 
+@pytest.mark.slow
 def test_a_request_in_flight_finishes_while_a_stream_is_ended(app):
     with serving(app, shutdown_timeout=30) as server:
         port = server.bind_addr[1]
@@ -251,6 +253,7 @@ def test_a_stream_to_a_client_that_does_not_read_is_cut_at_a_stop(app):
         client.close()
 
 
+@pytest.mark.slow
 def test_past_the_thread_ceiling_a_request_that_waits_too_long_gets_503(app, caplog):
     caplog.set_level(logging.WARNING, logger="django.server")
     with serving(app, numthreads=2, max=2, header_timeout=0.5, shutdown_timeout=30) as server:
@@ -279,6 +282,7 @@ def tls(tmp_path_factory):
     return TLSAdapter(str(folder / "cert.pem"), str(folder / "key.pem")), context
 
 
+@pytest.mark.slow
 def test_a_tls_client_leaving_a_stream_is_a_closed_connection_not_a_traceback(app, tls, caplog):
     adapter, context = tls
     caplog.set_level(logging.DEBUG)

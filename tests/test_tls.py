@@ -20,6 +20,7 @@ from devserver.http.tls import TLSAdapter
 from .http import fetch
 from .process import manage
 from .tools import require
+from .waiting import eventually
 from .wsgi import serving
 
 
@@ -120,6 +121,7 @@ def test_plain_http_to_the_tls_port_is_a_400_at_once(tls_server):
         assert time.monotonic() - started < 1
 
 
+@pytest.mark.slow
 def test_over_tls_a_slow_request_holds_no_worker_and_keep_alive_works(pem_files):
     certificate, key, ca = pem_files
     context = client_context(ca)
@@ -157,6 +159,7 @@ def test_over_tls_a_slow_request_holds_no_worker_and_keep_alive_works(pem_files)
                 client.close()
 
 
+@pytest.mark.slow
 def test_a_tls_request_head_that_does_not_arrive_in_time_gets_a_408_over_tls(pem_files):
     certificate, key, ca = pem_files
     with serving(app, ssl_adapter=TLSAdapter(certificate, key), header_timeout=1) as server:
@@ -196,10 +199,7 @@ def test_the_command_serves_https_that_curl_verifies_and_sighup_loads_a_new_cert
     issued.private_key_pem.write_to_path(key)
     renewed.cert_pem.write_to_path(tmp_path / "new-ca.pem")
     running.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while curl_get(curl, url, str(tmp_path / "new-ca.pem")) != "200" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert curl_get(curl, url, str(tmp_path / "new-ca.pem")) == "200"
+    eventually(lambda: curl_get(curl, url, str(tmp_path / "new-ca.pem")) == "200", timeout=10, interval=0.1)
     assert curl_get(curl, url, ca) != "200"  # the old authority no longer vouches for what is served
     assert running.stop() == 0
 
@@ -218,6 +218,7 @@ def test_the_https_live_server(cherrypy_live_server_https):
     assert status == 200
 
 
+@pytest.mark.slow
 def test_certificate_errors_are_one_line(tmp_path, pem_files, authority):
     certificate, key, _ = pem_files
     other_key = tmp_path / "other-key.pem"

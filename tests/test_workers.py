@@ -8,8 +8,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from .http import fetch
 from .process import manage
+from .waiting import eventually
+
+pytestmark = pytest.mark.slow  # each test starts worker processes
 
 
 def pid_of(target, seconds=0):
@@ -21,6 +26,18 @@ def pid_of(target, seconds=0):
 def pids_at_once(target, count=8, seconds=0.3):
     with ThreadPoolExecutor(max_workers=count) as pool:
         return set(pool.map(lambda _: pid_of(target, seconds), range(count)))
+
+
+def answering(target, count=2, timeout=20):
+    """The pids of the processes that answer, once ``count`` of them have (requests sent 8 at a time)."""
+    pids = set()
+
+    def enough():
+        pids.update(pids_at_once(target))
+        return len(pids) >= count
+
+    eventually(enough, timeout, interval=0, context=lambda: f"answered by {sorted(pids)}")
+    return pids
 
 
 def alive(pid):
@@ -63,11 +80,7 @@ class Load:
 def test_workers_share_the_socket_and_stop_gracefully(start_server):
     running = start_server("127.0.0.1:0", "--noreload", "--workers", "2")
     assert "with 2 worker processes of 10 to 100 worker threads each" in running.output
-    pids = set()
-    for _ in range(5):
-        pids |= pids_at_once(running)
-        if len(pids) == 2:
-            break
+    pids = answering(running)
     assert len(pids) == 2 and running.process.pid not in pids
     # A request in flight finishes when the master is told to stop.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -86,19 +99,14 @@ def test_a_worker_that_dies_is_replaced(start_server):
     victim = pid_of(running)
     os.kill(victim, signal.SIGKILL)
     assert running.wait_for(f"Worker {victim} was killed by SIGKILL; starting another.")
-    deadline = time.monotonic() + 20
-    pids = set()
-    while len(pids) < 2 and time.monotonic() < deadline:
-        pids |= pids_at_once(running)
+    pids = answering(running)
     assert len(pids) == 2 and victim not in pids
     assert running.stop() == 0
 
 
 def test_sighup_under_load_replaces_every_worker_and_fails_no_request(start_server):
     running = start_server("127.0.0.1:0", "--noreload", "--workers", "2")
-    before = set()
-    while len(before) < 2:
-        before |= pids_at_once(running)
+    before = answering(running)
     load = Load(running)
     try:
         time.sleep(0.5)
@@ -120,10 +128,13 @@ def test_max_requests_recycles_workers_without_failing_a_request(start_server):
     running = start_server("127.0.0.1:0", "--noreload", "--workers", "2", "--max-requests", "30")
     load = Load(running, threads=2)
     seen = set()
+
+    def four_seen():
+        seen.add(pid_of(running))
+        return len(seen) >= 4
+
     try:
-        deadline = time.monotonic() + 60
-        while len(seen) < 4 and time.monotonic() < deadline:
-            seen.add(pid_of(running))
+        eventually(four_seen, timeout=60, interval=0)
     finally:
         load.stop()
     assert len(seen) >= 4 and load.failures == []
@@ -161,11 +172,6 @@ def test_workers_and_the_reloader_do_not_mix(tmp_path):
 
 def test_workers_stop_when_the_master_is_killed(start_server):
     running = start_server("127.0.0.1:0", "--noreload", "--workers", "2")
-    pids = set()
-    while len(pids) < 2:
-        pids |= pids_at_once(running)
+    pids = answering(running)
     running.process.kill()
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in pids)
+    eventually(lambda: not any(alive(pid) for pid in pids), timeout=15, interval=0.1)
