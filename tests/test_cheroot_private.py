@@ -27,6 +27,7 @@ from devserver.http.parser import Limits, Refused, parse_head
 from devserver.http.request import Request
 
 from .http import exchange, raw_request
+from .waiting import eventually
 from .wsgi import serving
 
 
@@ -214,7 +215,6 @@ def test_worker_count(count):
 
 
 def test_a_pool_that_shrank_grows_again():
-    import time
 
     with serving(environ_app, numthreads=2, max=6) as server:
         pool = server.requests
@@ -222,10 +222,7 @@ def test_a_pool_that_shrank_grows_again():
         private.grow(pool, 4)
         assert private.worker_count(pool) == 6
         pool.shrink(4)
-        deadline = time.monotonic() + 5
-        while private.worker_count(pool) > 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert private.worker_count(pool) == 2
+        eventually(lambda: private.worker_count(pool) == 2)
         pool.grow(4)  # cheroot's own: its exited workers still count against max (the finding)
         assert private.worker_count(pool) == 2
         private.grow(pool, 4)

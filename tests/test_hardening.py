@@ -266,6 +266,7 @@ def test_a_large_unread_body_is_received_on_disk_and_the_connection_goes_on(port
     assert SEEN == ["/", "/next"]
 
 
+@pytest.mark.slow
 def test_slow_and_silent_clients_hold_no_worker_and_others_are_served():
     """Finding 7: 150 connections sending a byte every 2 s held all 100 workers; 0 of 28 ordinary requests were
     answered in 30 s. Here 200 such connections and 200 silent ones, for 6 s, against the default pool."""
@@ -304,6 +305,7 @@ def test_slow_and_silent_clients_hold_no_worker_and_others_are_served():
                 client.close()
 
 
+@pytest.mark.slow
 def test_a_head_that_does_not_arrive_in_time_is_408_and_a_silent_connection_is_closed():
     with serving(app, header_timeout=1) as server:
         target = ("127.0.0.1", server.bind_addr[1])
@@ -332,6 +334,7 @@ def test_a_head_sent_a_byte_at_a_time_within_the_deadline_is_served(port):
     assert responses(data) == ["HTTP/1.1 200 OK"] and SEEN == ["/bytewise"]
 
 
+@pytest.mark.slow
 def test_slow_bodies_hold_no_worker_and_others_are_served():
     """A client that sends a whole head and then its body a byte at a time held a worker per connection (R.U.D.Y.).
     Here 150 such clients, half with a Content-Length, half chunked, drip for 5 s against the default pool; an
@@ -408,6 +411,7 @@ def test_a_body_is_received_after_100_continue_and_before_the_application_runs(p
         SEEN.clear()
 
 
+@pytest.mark.slow
 def test_a_body_that_stops_coming_is_408_and_reaches_no_application():
     with serving(app, timeout=1) as server, socket.create_connection(server.bind_addr, timeout=5) as client:
         client.sendall(b"POST /read HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
@@ -480,6 +484,7 @@ def test_the_servers_own_answers_are_in_the_access_log(port, caplog):
     assert len(ok) == 1  # a request the application answered is logged once
 
 
+@pytest.mark.slow
 def test_a_request_timeout_is_in_the_access_log(caplog):
     caplog.set_level("INFO", logger="django.server")
     with serving(app, header_timeout=1) as server, socket.create_connection(server.bind_addr, timeout=5) as client:

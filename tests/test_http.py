@@ -15,6 +15,7 @@ from cherrytest.app.tiles import grid
 
 from .http import fetch, fetch_at_once
 from .process import ROOT
+from .waiting import eventually
 
 
 def png_size(data):
@@ -156,16 +157,21 @@ def test_concurrent_slow_requests_overlap(server):
 
 def refuses_connections(server, timeout=2.0):
     """Whether new connections are refused within ``timeout`` seconds (the listening socket is closed)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def refused():
         try:
             socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
         except ConnectionRefusedError:
             return True
-        time.sleep(0.05)
-    return False
+        return False
+
+    try:
+        return eventually(refused, timeout=timeout, interval=0.05)
+    except AssertionError:
+        return False
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_request_in_flight_finish(start_server):
     server = start_server("127.0.0.1:0", "--noreload")
     result = {}
@@ -189,6 +195,7 @@ def test_sigterm_lets_the_request_in_flight_finish(start_server):
     assert "Server stopped." in server.output
 
 
+@pytest.mark.slow
 def test_the_pool_grows_for_100_slow_requests(server):
     count, seconds = 100, 1.0
     statuses, elapsed = fetch_at_once(server, f"/sleep/?seconds={seconds}", count)
@@ -197,6 +204,7 @@ def test_the_pool_grows_for_100_slow_requests(server):
     assert elapsed < 5, f"{count} requests of {seconds} s took {elapsed:.1f} s"
 
 
+@pytest.mark.slow
 def test_at_max_threads_the_log_says_requests_are_waiting(start_server):
     server = start_server("127.0.0.1:0", "--noreload", "--threads", "2", "--max-threads", "4")
     assert "with 2 to 4 worker threads" in server.output
