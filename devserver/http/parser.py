@@ -55,10 +55,10 @@ _FIELD_BYTES = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 _SPECIAL = frozenset((b"Transfer-Encoding", b"Content-Length"))
 BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # A request line as browsers and proxies send it (RFC 9112 §3): an upper-case method, an origin-form target (a path
-# starting with "/", printable ASCII without "%" or "#"), an optional query, HTTP/1.0 or HTTP/1.1. Any other line is
+# starting with "/", printable ASCII without "#"), an optional query, HTTP/1.0 or HTTP/1.1. Any other line is
 # checked against _REQUEST_LINE and taken apart by _parse_target.
 _PLAIN_REQUEST_LINE = re.compile(
-    rb"([A-Z]+) ((/[^%#?\x00-\x20\x7f-\xff]*)(?:\?([^#\x00-\x20\x7f-\xff]*))?) HTTP/1\.([01])\r\n"
+    rb"([A-Z]+) ((/[^#?\x00-\x20\x7f-\xff]*)(?:\?([^#\x00-\x20\x7f-\xff]*))?) HTTP/1\.([01])\r\n"
 )
 # RFC 9112 §3: method SP request-target SP HTTP-version CRLF, one space each, nothing around it; the version is
 # "HTTP/" DIGIT "." DIGIT (§2.3). (cheroot stripped whitespace around the line and read the version with int().)
@@ -246,6 +246,8 @@ def parse_head(head, limits):
         method, uri, path, query, minor = matched.groups()
         if query is None:
             query = b""
+        if b"%" in path:
+            path = _decode_path(path)
         authority = b""
         request_protocol = b"HTTP/1.1" if minor == b"1" else b"HTTP/1.0"
         http11 = minor == b"1"

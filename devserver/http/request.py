@@ -20,6 +20,7 @@ import time
 from cheroot import server as cheroot_server
 from cheroot.makefile import MakeFile
 
+from .. import gil_io
 from .parser import Parser
 from .receive import answer
 from .response import header_block
@@ -61,7 +62,15 @@ class Request(cheroot_server.HTTPRequest):
             raise ConnectionResetError(errno.ECONNRESET, "The TLS peer closed the connection.") from error
 
     def send_headers(self):
-        self.conn.wfile.write(header_block(self))
+        """Write ``header_block``: at once, without giving up the GIL (``devserver.gil_io``) where it can, as
+        ``Gateway.write`` sends a whole body (a 304, a 204, a HEAD: nothing follows); the rest, if the socket's
+        buffer is full, through cheroot's writer, which flushes every write."""
+        data = header_block(self)
+        conn = self.conn
+        if gil_io.AVAILABLE and not conn.tls:
+            data = data[gil_io.send(conn.socket.fileno(), data) :]
+        if data:
+            conn.wfile.write(data)
 
 
 class _Pending:
