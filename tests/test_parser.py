@@ -201,6 +201,27 @@ def test_a_bad_body_is_refused_and_the_rest_dropped():
     assert too_large.status.startswith("413")
 
 
+def test_repeated_field_lines_give_the_same_verdict_each_time():
+    """The parser remembers its last verdict on the field lines (keep-alive requests repeat them byte for byte): what
+    it gives is the same, and each request gets headers of its own."""
+    parser = Parser(Limits())
+    fields = b"Host: h\r\nAccept: */*\r\nTransfer-Encoding: chunked\r\n\r\n"
+    first = parser.feed(b"POST /a HTTP/1.1\r\n" + fields + b"1\r\nx\r\n0\r\n\r\n")
+    second = parser.feed(b"POST /b HTTP/1.1\r\n" + fields + b"2\r\nyz\r\n0\r\n\r\n")
+    assert (first.path, first.body.read(), second.path, second.body.read()) == (b"/a", b"x", b"/b", b"yz")
+    assert first.headers == {b"Host": b"h", b"Accept": b"*/*", b"Content-Length": b"1"}
+    assert second.headers == {b"Host": b"h", b"Accept": b"*/*", b"Content-Length": b"2"}
+    first.close()
+    second.close()
+    # The same lines under another version, or with an absolute-form target, are judged again.
+    refusal = parser.feed(b"POST /c HTTP/1.0\r\n" + fields)
+    assert refusal.status == "400 Bad Request"
+    parser = Parser(Limits())
+    assert parser.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").headers[b"Host"] == b"h"
+    assert parser.feed(b"GET http://other/ HTTP/1.1\r\nHost: h\r\n\r\n").headers[b"Host"] == b"other"
+    assert parser.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").headers[b"Host"] == b"h"
+
+
 def echo(environ, start_response):
     body = environ["wsgi.input"].read()
     data = f"{environ['PATH_INFO']} {environ.get('HTTP_HOST')} {len(body)}".encode()
@@ -214,9 +235,9 @@ def test_each_head_is_parsed_once(monkeypatch):
     parsed, fed = [], []
     parse_head, feed = parser_module.parse_head, Parser.feed
 
-    def counting_parse_head(data, limits):
+    def counting_parse_head(data, *args):
         parsed.append(data.split(b" ", 2)[1])
-        return parse_head(data, limits)
+        return parse_head(data, *args)
 
     def counting_feed(self, data):
         fed.append(len(data))

@@ -219,9 +219,11 @@ def _parse_target(method, target, request_line):
     return path or b"/", query or b"", authority
 
 
-def parse_head(head, limits):
+def parse_head(head, limits, memo=None):
     """Parse a request head (``head``: bytes up to and with its blank line) into a ``Message`` whose body is still to
-    come (``length``: its Content-Length, ``None`` for a chunked body, 0 for none); raises ``Refused``.
+    come (``length``: its Content-Length, ``None`` for a chunked body, 0 for none); raises ``Refused``. ``memo``: a
+    list kept by the connection's ``Parser``, where the verdict on the field lines is remembered for the next head
+    (the field lines of keep-alive requests often repeat byte for byte).
 
     - At most one empty line before the request line is ignored (RFC 9112 §2.2).
     - The request line is ``method SP request-target SP HTTP/D.D CRLF`` with nothing around it; a method in upper
@@ -280,6 +282,13 @@ def parse_head(head, limits):
     # token, a colon and a value. The line at fault is looked for with _FIELD only then, for the 400's
     # reason.
     block = head[line_end:-4]
+    if memo and memo[0] == block and memo[1] == http11 and not authority:
+        # The same field lines as the connection's last request (a browser's or a load generator's keep-alive
+        # requests often repeat them byte for byte): the same verdict.
+        headers, message.keep_alive, message.length, message.chunked, message.expect_continue = memo[2]
+        message.headers = headers.copy()
+        message.body = None
+        return message
     lines = block.split(b"\r\n") if len(head) > line_end + 2 else ()
     if len(lines) > limits.headers:
         raise Refused("431 Request Header Fields Too Large", f"More than {limits.headers} header fields.", request_line)
@@ -379,6 +388,12 @@ def parse_head(head, limits):
     if message.length != 0 and http11:
         expect = headers.get(b"Expect")
         message.expect_continue = expect is not None and expect.lower() == b"100-continue"
+    if memo is not None and not authority:
+        memo[:] = (
+            block,
+            http11,
+            (headers.copy(), message.keep_alive, message.length, message.chunked, message.expect_continue),
+        )
     return message
 
 
@@ -503,6 +518,7 @@ class Parser:
         self.message = None  # the head parsed, its body still coming
         self._body = None
         self._most = limits.request_line + limits.header_size + 4  # past this, no head can be whole
+        self._memo = []  # parse_head's memory of the last field lines
 
     @property
     def receiving(self):
@@ -527,7 +543,7 @@ class Parser:
                 self.buffer = buffer
                 return None
             try:
-                message = parse_head(buffer[:end] if end < len(buffer) else buffer, self.limits)
+                message = parse_head(buffer[:end] if end < len(buffer) else buffer, self.limits, self._memo)
             except Refused as refused:
                 self.buffer = b""
                 return Refusal(*refused.args)
