@@ -43,9 +43,9 @@ from bench.run import (  # noqa: E402
 )
 
 PAGES = {"hello": "/hello/", "page": "/"}
-TARGETS = [
-    ("hello req/s", "bare cheroot", 1.0),
-    ("hello req/s", "gunicorn", 1.25),
+TARGETS = [  # issue 17's for the hello view; the page's as before
+    ("hello req/s", "bare cheroot", 1.15),
+    ("hello req/s", "gunicorn", 1.3),
     ("page req/s", "bare cheroot", 1.0),
     ("page req/s", "gunicorn", 1.25),
 ]

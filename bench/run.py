@@ -43,10 +43,10 @@ THREADS = 10
 SERVER_CPU, CLIENT_CPU = "0", "1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-TARGETS = (
-    ("5 KiB file", "whitenoise", 3.0, "at least"),
-    ("304", "whitenoise", 2.5, "at least"),
-    ("CPU s per GiB", "nginx", 1.5, "at most"),
+TARGETS = (  # issue 17's
+    ("5 KiB file", "whitenoise", 3.5, "at least"),
+    ("304", "whitenoise", 3.0, "at least"),
+    ("CPU s per GiB", "nginx", 1.0, "at most"),
 )
 
 
