@@ -5,8 +5,8 @@ for SCGI, whose response is a CGI one too (RFC 3875 §6: a ``Status:`` line, the
 body). ``GatewayHandler`` adds to them what a serving gateway needs and wsgiref leaves out:
 
 - no body for HEAD (RFC 9110 §9.3.2; wsgiref writes whatever the application yields);
-- ``wsgi.file_wrapper`` is ``devserver.media.FileIterator``, so a file is streamed in ``BLOCK_SIZE`` blocks (constant
-  memory), and sent with ``socket.sendfile`` when the output is a socket (SCGI);
+- ``wsgi.file_wrapper`` is ``devserver.http.file_wrapper.FileIterator``, so a file is streamed in ``BLOCK_SIZE``
+  blocks (constant memory), and sent with ``socket.sendfile`` when the output is a socket (SCGI);
 - an error that escapes the application is logged to the ``devserver.gateway`` logger (the front server's error
   log, for CGI: standard error) and answered 500 with wsgiref's plain body, no traceback; a client that went away
   is not an error;

@@ -12,7 +12,9 @@ import socket
 import threading
 import time
 
+from cheroot import server as cheroot_server
 from cheroot import wsgi
+from cheroot.makefile import MakeFile
 
 from .access_log import LoggerAccessLog
 from .http.cheroot_private import (
@@ -25,8 +27,9 @@ from .http.cheroot_private import (
 )
 from .http.gateway import Gateway
 from .http.parser import Limits
-from .http.receive import READY, WAIT, answer_busy, receive
-from .http.request import Connection, SCGIConnection
+from .http.receive import CLOSED, READY, WAIT, answer_busy, receive
+from .http.request import Connection
+from .http.tls import TLSAdapter
 from .listening import UnixSocketError, listen_on
 from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
 from .pool import PoolSizer
@@ -89,7 +92,8 @@ class Server(wsgi.Server):
     keep_alive_conn_limit = None
     """cheroot answers ``Connection: close`` past this many idle keep-alive connections (its default: 10, fewer
     than two browser tabs open). Idle connections hold no thread, cheroot closes them after ``timeout`` seconds,
-    and checking the limit costs a locked count on every response: no limit."""
+    and checking the limit costs a locked count on every response: no limit by default; a number set here is
+    honoured (``devserver.http.response.header_block``)."""
 
     def __init__(
         self,
@@ -329,13 +333,20 @@ class Server(wsgi.Server):
 
     def process_conn(self, conn):
         """Queue ``conn`` for a worker, as cheroot does; but first read what has arrived here, on the selector's
-        thread, without blocking (``devserver.http.receive``): the connection goes to a worker only once the
+        thread (or, for a pipelined request, on the worker that answered the one before it), without blocking
+        (``devserver.http.receive``): the connection goes to a worker only once the
         request's head and body are whole. A client that connects and says nothing, or sends its request a byte at a
         time, wakes no worker, and the pool does not grow for it; and a worker makes no read of its own, which would
         give up the GIL in the middle of a request (``devserver.gil_io``)."""
         if conn is self._waker:
             return  # stop() woke the selector's loop
-        state = receive(self, conn)
+        try:
+            state = receive(self, conn)
+        except Exception:  # noqa: BLE001 - a defect: this connection is closed, the others served
+            # A pipelined request is received on the worker that answered the one before it (cheroot's put_conn
+            # hands the connection straight back here), where an exception would stop the whole server.
+            self.error_log("Error while receiving a request", level=logging.ERROR, traceback=True)
+            state = CLOSED
         if state is READY:
             self.queued[conn] = time.monotonic()
             super().process_conn(conn)
@@ -350,12 +361,43 @@ class Server(wsgi.Server):
         deadline (``conn.read_deadline``: ``header_timeout`` from the head's first byte, then ``timeout`` from the
         body's last), which cheroot's expiry of idle connections enforces: it closes a connection whose
         ``last_used`` is more than ``timeout`` seconds old."""
+        deadline = conn.read_deadline  # read once: a pipelined request may be received within super().put_conn
         super().put_conn(conn)
-        if conn.read_deadline is not None:
-            conn.last_used = conn.read_deadline - self.timeout
+        if deadline is not None and conn.read_deadline == deadline:
+            conn.last_used = deadline - self.timeout
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         server_logger.log(level, "%s", msg, exc_info=traceback)
+
+
+class SCGIConnection(cheroot_server.HTTPConnection):
+    """A connection from a front server that carries one SCGI request: ``communicate`` (cheroot's reads HTTP
+    requests until the connection closes) answers it with ``devserver.scgi.serve_connection``, each read of the
+    request within the server's ``header_timeout`` and each write of the response within its ``timeout``, and
+    returns ``False``, so that cheroot closes the connection. cheroot hands it to a worker once its first bytes have
+    arrived. ``read_deadline``, ``accepted_at`` and ``incomplete`` are ``Connection``'s, for ``Server.drain``: a stop
+    still answers a connection accepted just before it."""
+
+    incomplete = False
+
+    def __init__(self, server, sock, makefile=MakeFile):
+        super().__init__(server, sock, makefile)
+        self.accepted_at = time.monotonic()
+        self.read_deadline = time.time() + server.timeout
+
+    def communicate(self):
+        from .scgi import serve_connection  # sioscgi, an optional dependency, only when SCGI is served
+
+        self.read_deadline = None
+        serve_connection(
+            self.socket,
+            self.server.wsgi_app,
+            read_timeout=self.server.header_timeout,
+            write_timeout=self.server.timeout,
+            max_header_size=self.server.max_request_header_size,
+            max_body_size=self.server.max_request_body_size,
+        )
+        return False
 
 
 class SCGIServer(Server):
@@ -391,11 +433,16 @@ def create_server(
     ``bind_addr``: ``(host, port)`` (port 0 for a free one), a unix socket path, a listening ``socket.socket``
     (passed by systemd), or a list of these: a ``Server`` for one, a ``ServerGroup`` for a list. ``options``:
     ``Server`` keyword arguments (``numthreads``, ``max``, ``shutdown_timeout``, ``socket_mode``, ...);
-    ``ssl_adapter``: a cheroot TLS adapter or ``None``; ``forwarded_allow_ips``: the peers whose forwarding headers
-    are applied (a ``devserver.proxy.TrustedPeers``; ``None``: the application sees the headers as sent);
+    ``ssl_adapter``: a ``devserver.http.tls.TLSAdapter`` or ``None`` (``TypeError`` for another);
+    ``forwarded_allow_ips``: the peers whose forwarding headers are applied (a ``devserver.proxy.TrustedPeers``;
+    ``None``: the application sees the headers as sent);
     ``access_log``: where each response is logged (``devserver.access_log``), or ``None``; ``server_class``:
     ``Server``, or ``SCGIServer`` for SCGI. Nothing is bound until ``prepare()``.
     """
+    if ssl_adapter is not None and not isinstance(ssl_adapter, TLSAdapter):
+        # The TLS handshake and reads are made in the selector's thread, without blocking, through the ssl module's
+        # SSLSocket: cheroot's pyOpenSSL adapter, or its builtin one unchanged, would be read as plain bytes.
+        raise TypeError("ssl_adapter must be a devserver.http.tls.TLSAdapter (devserver.http.tls.load_adapter).")
     if forwarded_allow_ips is not None:
         application = ForwardedHeaders(application, forwarded_allow_ips)
     servers = []

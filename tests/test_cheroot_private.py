@@ -503,3 +503,47 @@ def test_what_accept_pausing_relies_on():
         assert not set(vars(private.ConnectionManager)) - {"__module__", "__doc__", "_from_server_socket"}
     finally:
         server.stop()
+
+
+def test_an_application_that_closes_an_empty_wsgi_input_spoils_nothing():
+    def app(environ, start_response):
+        body = b"".join(environ["wsgi.input"]) + environ["wsgi.input"].read()
+        environ["wsgi.input"].close()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    with serving(app) as server:
+        for _ in range(2):
+            ((status, _, body),) = exchange(
+                server.bind_addr[1], b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+            )
+            assert (status, body) == ("HTTP/1.1 200 OK", b"")
+
+
+def test_a_keep_alive_limit_set_on_the_server_is_honoured():
+    with serving(environ_app) as server:
+        server.keep_alive_conn_limit = 0
+        ((_, headers, _),) = exchange(server.bind_addr[1], b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert headers.get("Connection") == "close"
+
+
+def test_a_defect_in_receiving_a_pipelined_request_closes_that_connection_only(monkeypatch):
+    """A pipelined request is received on the worker that answered the one before it (cheroot's put_conn hands the
+    connection straight back to process_conn), where an exception would stop the whole server."""
+    import devserver.server
+
+    receive = devserver.server.receive
+
+    def failing_second(server, conn):
+        if conn.parser.buffer.startswith(b"GET /two "):  # the pipelined request, handed back by put_conn
+            raise RuntimeError("a defect")
+        return receive(server, conn)
+
+    monkeypatch.setattr(devserver.server, "receive", failing_second)
+    with serving(environ_app) as server:
+        answers = exchange(
+            server.bind_addr[1], b"GET /one HTTP/1.1\r\nHost: h\r\n\r\nGET /two HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
+        assert [status for status, _, _ in answers] == ["HTTP/1.1 200 OK"]
+        ((status, _, _),) = exchange(server.bind_addr[1], b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        assert status == "HTTP/1.1 200 OK"

@@ -484,6 +484,26 @@ def test_the_servers_own_answers_are_in_the_access_log(port, caplog):
     assert len(ok) == 1  # a request the application answered is logged once
 
 
+def test_a_500_for_an_application_that_fails_is_in_the_access_log_once(caplog):
+    """An application that raises before its response, or gives start_response a header that could split the
+    response, gets cheroot's 500; the access log has it, once."""
+    caplog.set_level("INFO", logger="django.server")
+
+    def failing(environ, start_response):
+        if environ["PATH_INFO"] == "/raise":
+            raise RuntimeError("boom")
+        start_response("200 OK", [("X-A", "a\x01b")])
+        return [b"never"]
+
+    with serving(failing) as server:
+        for path in (b"/raise", b"/split"):
+            answer = raw_request(server.bind_addr[1], b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 500 ") and b"boom" not in answer and b"\x01" not in answer
+    lines = [record.getMessage() for record in caplog.records if record.name == "django.server"]
+    for path in ("/raise", "/split"):
+        assert sum(f'"GET {path} HTTP/1.1" 500 ' in line for line in lines) == 1, lines
+
+
 @pytest.mark.slow
 def test_a_request_timeout_is_in_the_access_log(caplog):
     caplog.set_level("INFO", logger="django.server")

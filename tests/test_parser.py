@@ -70,6 +70,8 @@ def verdict(data, limits=LIMITS):
         (head(b"Content-Length : 5"), 400),
         (head(b"X: y", b" Content-Length: 5"), 400),  # obs-fold
         (head(b"X: a\rb"), 400),
+        (head(b"foo_bar"), 400),  # a line with no colon, whose name would be dropped for its "_"
+        (head(b"no colon"), 400),
         (head(b"X: a\x00b"), 400),
         (b"POST / HTTP/1.1\r\nHost: h\nContent-Length: 5\r\n\r\n", 400),  # a bare LF
         (b"POST / HTTP/1.1\r\nHost: h\n\n", 400),
@@ -173,6 +175,18 @@ def test_the_same_requests_however_the_bytes_come(size):
             result = parser.feed(b"") if parser.buffer else None
     assert seen == [(b"/one", b"hello"), (b"/two", b"abcde"), (b"/three", b"")]
     assert not parser.receiving
+
+
+def test_a_head_in_pieces_is_found_wherever_its_blank_line_falls():
+    for cut in range(1, 30):
+        data = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"
+        parser, seen = Parser(Limits()), []
+        for piece in (data[:cut], data[cut:], b""):
+            result = parser.feed(piece)
+            while result is not None:
+                seen.append(result.path)
+                result = parser.feed(b"")
+        assert seen == [b"/a", b"/b"], cut
 
 
 def test_100_continue_is_wanted_until_the_body_starts():

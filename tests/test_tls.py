@@ -236,3 +236,15 @@ def test_certificate_errors_are_one_line(tmp_path, pem_files, authority):
         assert result.returncode == 1, result.stderr
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith(f"CommandError: {message}"), line
+
+
+def test_a_tls_adapter_the_selector_cannot_read_is_refused():
+    """The handshake and the reads are made without blocking through the ssl module's SSLSocket: cheroot's own
+    adapters would have their encrypted bytes read as a request."""
+    from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+    from devserver.server import create_server
+
+    adapter = BuiltinSSLAdapter.__new__(BuiltinSSLAdapter)
+    with pytest.raises(TypeError, match="TLSAdapter"):
+        create_server(("127.0.0.1", 0), lambda environ, start_response: [], ssl_adapter=adapter)

@@ -130,9 +130,12 @@ class Gateway(wsgi.Gateway_10):
         return environ
 
     def respond(self):
-        response = self.req.server.wsgi_app(self.env, self.start_response)
-        self.response_length = self.remaining_bytes_out
+        response = None
+        returned = False
         try:
+            response = self.req.server.wsgi_app(self.env, self.start_response)
+            returned = True
+            self.response_length = self.remaining_bytes_out
             if self.req.method == b"HEAD":
                 if type(response) is not FileIterator:
                     # A stream is not run for a HEAD (it may never end) once it has given its headers: one that gives
@@ -151,12 +154,17 @@ class Gateway(wsgi.Gateway_10):
                         if not isinstance(chunk, bytes):
                             raise ValueError("WSGI Applications must yield bytes")
                         self.write(chunk)
+            if not self.started_response:
+                raise RuntimeError("The WSGI application returned without calling start_response.")
         except BaseException:
-            self.cut_off = True  # the client went away or read too slowly, or the application failed midway
+            # The client went away or read too slowly, or the application failed midway; one whose call failed
+            # (before start_response, or calling it wrongly) is answered 500 by cheroot, and logged here as such.
+            self.cut_off = returned and self.started_response
             raise
         finally:
             try:
-                self.req.ensure_headers_sent()
+                if returned and self.started_response:
+                    self.req.ensure_headers_sent()
             finally:
                 try:
                     close = getattr(response, "close", None)

@@ -149,14 +149,16 @@ class Message:
             self.body = None
 
 
-def head_end(data):
-    """Where the head in ``data`` ends (just after its blank line), or 0 if it has not yet. A blank line of bare
-    LFs counts too, so that the head is refused rather than waited for."""
-    end = data.find(b"\r\n\r\n")
+def head_end(data, start=0):
+    """Where the head in ``data`` ends (just after its blank line), or 0 if it has not yet; ``start``: where to look
+    from (the bytes before it are known to hold no blank line: a head that comes in pieces is not scanned again
+    from its start each time). A blank line of bare LFs counts too, so that the head is refused rather than waited
+    for."""
+    end = data.find(b"\r\n\r\n", start)
     if end >= 0:
-        bare = data.find(b"\n\n", 0, end)
+        bare = data.find(b"\n\n", start, end)
         return end + 4 if bare < 0 else bare + 2
-    bare = data.find(b"\n\n")
+    bare = data.find(b"\n\n", start)
     return bare + 2 if bare >= 0 else 0
 
 
@@ -303,6 +305,8 @@ def parse_head(head, limits, memo=None):
     titles = _TITLES.get
     for line in lines:
         name, colon, value = line.partition(b":")
+        if not colon:
+            _refuse_line(lines, request_line)
         title = titles(name)
         if not title:
             if title is None:
@@ -311,8 +315,6 @@ def parse_head(head, limits, memo=None):
                 title = _title(name)
             if not title:  # a name with "_": dropped
                 continue
-        if not colon:
-            _refuse_line(lines, request_line)
         value = value.strip(b" \t")
         if title in _SPECIAL:
             if title == b"Transfer-Encoding":
@@ -519,6 +521,7 @@ class Parser:
         self._body = None
         self._most = limits.request_line + limits.header_size + 4  # past this, no head can be whole
         self._memo = []  # parse_head's memory of the last field lines
+        self._scanned = 0  # bytes at the start of buffer known to hold no blank line
 
     @property
     def receiving(self):
@@ -532,7 +535,8 @@ class Parser:
     def feed(self, data):
         if self.message is None:
             buffer = self.buffer + data if self.buffer else data
-            end = head_end(buffer)
+            scanned = self._scanned if self.buffer else 0  # what holds no blank line: looked through already
+            end = head_end(buffer, scanned - 3 if scanned > 3 else 0)
             if not end:
                 if len(buffer) > self._most:
                     self.buffer = b""
@@ -540,8 +544,9 @@ class Parser:
                     if line_end < 0 or line_end + 1 > self.limits.request_line + 2:
                         return Refusal("414 Request-URI Too Long", "The request line is too long.")
                     return Refusal("431 Request Header Fields Too Large", "The request's header fields are too large.")
-                self.buffer = buffer
+                self.buffer, self._scanned = buffer, len(buffer)
                 return None
+            self._scanned = 0  # what follows this head is looked through anew
             try:
                 message = parse_head(buffer[:end] if end < len(buffer) else buffer, self.limits, self._memo)
             except Refused as refused:
@@ -552,7 +557,7 @@ class Parser:
                 return message
             self.message = message
             self._received = False
-            data = buffer[end:]
+            data, self.buffer = buffer[end:], b""
             if message.chunked:
                 self._body = ChunkedDecoder(tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY), self.limits.body_size)
             elif len(data) >= message.length:  # all there: no file to spool to

@@ -42,7 +42,8 @@ def receive(server, conn):
     its parser: ``READY`` (a whole request is in ``conn.message``: queue it for a worker), ``WAIT`` (not yet: the
     connection goes back to the selector until more arrives) or ``CLOSED`` (the client closed, the socket failed, or
     the request was refused and answered: close it). Called by ``Server.process_conn`` on the selector's thread for
-    every connection that has bytes to read, or a pipelined request in its parser's buffer.
+    every connection that has bytes to read, and on the worker that answered a request for the pipelined one behind
+    it in the parser's buffer (cheroot's ``put_conn`` hands the connection straight back).
 
     Over TLS (``devserver.http.tls.TLSAdapter``) the handshake is made here first, in the same way and within the
     same deadline, and reads go through the ``SSLSocket`` made non-blocking for the call. ``100 Continue`` is sent

@@ -8,8 +8,6 @@
   ``read_request_line``, ``HeaderReader``), ``respond`` calls the gateway with the body already received (a
   chunked body de-chunked, seen with a Content-Length as under waitress, so no byte of it can be taken for the
   next request), and ``send_headers`` writes ``devserver.http.response.header_block``.
-- ``SCGIConnection``: cheroot's connection answering one SCGI request (``devserver.scgi``) instead of HTTP, so that
-  cheroot's selector, pool and graceful stop serve SCGI too.
 """
 
 import errno
@@ -25,9 +23,33 @@ from .parser import Parser
 from .receive import answer
 from .response import header_block
 
-__all__ = ["Connection", "Request", "SCGIConnection"]
+__all__ = ["Connection", "Request"]
 
-_NO_BODY = cheroot_server.KnownLengthRFile(io.BytesIO(), 0)
+
+class _NoBody:
+    """``wsgi.input`` of a request without a body: empty, with no state an application could spoil for the next
+    request (closing a shared ``BytesIO`` would break every later request's iteration)."""
+
+    __slots__ = ()
+    remaining = 0
+
+    def read(self, size=None):
+        return b""
+
+    def readline(self, size=None):
+        return b""
+
+    def readlines(self, sizehint=0):
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+    def close(self):
+        pass
+
+
+_NO_BODY = _NoBody()
 
 
 class Request(cheroot_server.HTTPRequest):
@@ -150,34 +172,7 @@ class Connection(cheroot_server.HTTPConnection):
                 super().close()  # whatever the log does: a socket left open here stayed open for good
             return
         self.parser.close()
+        if self.message is not None:  # parsed, never taken by a worker (a stop, a full queue)
+            self.message.close()
+            self.message = None
         super().close()
-
-
-class SCGIConnection(cheroot_server.HTTPConnection):
-    """A connection from a front server that carries one SCGI request: ``communicate`` (cheroot's reads HTTP
-    requests until the connection closes) answers it with ``devserver.scgi.serve_connection``, each read of the
-    request within the server's ``header_timeout`` and each write of the response within its ``timeout``, and
-    returns ``False``, so that cheroot closes the connection. cheroot hands it to a worker once its first bytes have
-    arrived. ``read_deadline``, ``accepted_at`` and ``incomplete`` are ``Connection``'s, for ``Server.drain``: a stop
-    still answers a connection accepted just before it."""
-
-    incomplete = False
-
-    def __init__(self, server, sock, makefile=MakeFile):
-        super().__init__(server, sock, makefile)
-        self.accepted_at = time.monotonic()
-        self.read_deadline = time.time() + server.timeout
-
-    def communicate(self):
-        from ..scgi import serve_connection
-
-        self.read_deadline = None
-        serve_connection(
-            self.socket,
-            self.server.wsgi_app,
-            read_timeout=self.server.header_timeout,
-            write_timeout=self.server.timeout,
-            max_header_size=self.server.max_request_header_size,
-            max_body_size=self.server.max_request_body_size,
-        )
-        return False

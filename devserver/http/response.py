@@ -127,6 +127,8 @@ def header_block(req):
             headers.append((b"Transfer-Encoding", b"chunked"))
         else:  # closing the connection is the only way to tell where the body ends
             req.close_connection = True
+    if not req.close_connection and server.keep_alive_conn_limit is not None:
+        req.close_connection = not server.can_add_keepalive_connection  # cheroot's limit, when one is set
     if b"connection" not in names:
         if req.response_protocol == "HTTP/1.1":
             if req.close_connection:
