@@ -10,6 +10,7 @@ the option table in README.md (``markdown_table``, checked by a test) are all ma
     python -m devserver.options --readme    # writes it into README.md
 """
 
+import argparse
 import math
 import os
 import re
@@ -33,7 +34,7 @@ __all__ = [
 
 
 DEFAULT_MAX_THREADS = 100
-"""The most worker threads when ``--max-threads`` is not given (or ``--threads``, if that is more)."""
+"""The most threads when ``--max-threads`` is not given (or ``--threads``, if that is more)."""
 
 
 class OptionError(ValueError):
@@ -306,7 +307,7 @@ OPTIONS = (
     ),
     Option(
         "threads",
-        "Worker threads kept ready.",
+        "Threads kept ready to answer requests (in each process, with --workers).",
         flags=("--threads",),
         setting="RUNCHERRYPY_THREADS",
         convert=whole_number(1),
@@ -316,8 +317,8 @@ OPTIONS = (
     ),
     Option(
         "max_threads",
-        "The most worker threads: while every worker is busy and requests wait, the pool grows toward MAX; "
-        "workers above MIN idle for 10 s are retired.",
+        "The most threads: while every thread is busy and requests wait, the pool grows toward MAX; threads "
+        "above MIN idle for 10 s are retired.",
         flags=("--max-threads",),
         setting="RUNCHERRYPY_MAX_THREADS",
         convert=whole_number(1),
@@ -327,7 +328,7 @@ OPTIONS = (
     ),
     Option(
         "use_threading",
-        "One worker thread: requests are answered one at a time.",
+        "One thread: requests are answered one at a time.",
         off_flags=("--nothreading",),
         default=True,
     ),
@@ -386,8 +387,8 @@ OPTIONS = (
     Option(
         "header_timeout",
         "Seconds a request head (request line and header fields) may take to arrive, from its first byte or from "
-        "the connection; then it is answered 408 and closed. Until it has all arrived it holds no worker thread. A "
-        "whole request that then waits longer than this for a worker thread (all busy) is answered 503.",
+        "the connection; then it is answered 408 and closed. Until it has all arrived it holds no thread. A "
+        "whole request that then waits longer than this for a thread (all busy) is answered 503.",
         flags=("--header-timeout",),
         setting="RUNCHERRYPY_HEADER_TIMEOUT",
         convert=seconds,
@@ -478,31 +479,31 @@ OPTIONS = (
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
 
-def add_arguments(parser):
-    """Add every option that has flags to an argparse ``parser``. Values stay text (``None`` when not given):
-    ``resolve`` converts them, so that a bad value is one ``OptionError`` whatever its source."""
+def add_arguments(parser, hidden=()):
+    """Add every option that has flags to an argparse ``parser``; those named in ``hidden`` are left out of its
+    ``--help`` (a command that refuses them with a sentence of its own: ``runscgi`` and TLS). Values stay text
+    (``None`` when not given): ``resolve`` converts them, so that a bad value is one ``OptionError`` whatever its
+    source."""
     for option in OPTIONS:
         help_text = option.help.replace("`", "").replace("%", "%%")
         default = option.describe_default()
         if option.name == "addrport":
-            parser.add_argument("addrport", nargs="?", help=f"{help_text} [default: {default}]")
+            help_text = f"{help_text} [default: {default}]"
+        elif option.off_flags and not option.switch or option.flags and not option.switch and default is not None:
+            help_text += f" [default: {default}]"
+        if option.name in hidden:
+            help_text = argparse.SUPPRESS
+        if option.name == "addrport":
+            parser.add_argument("addrport", nargs="?", help=help_text)
         elif option.switch:
             action = "store_false" if option.off_flags else "store_true"
             flags = option.off_flags or option.flags
             parser.add_argument(*flags, action=action, dest=option.name, default=option.default, help=help_text)
         elif option.off_flags:  # on, off, or (None) as the setting or DEBUG says
-            parser.add_argument(
-                *option.flags,
-                action="store_const",
-                const=True,
-                dest=option.name,
-                help=f"{help_text} [default: {default}]",
-            )
-            off_help = f"The opposite of {option.flags[0]}."
+            parser.add_argument(*option.flags, action="store_const", const=True, dest=option.name, help=help_text)
+            off_help = argparse.SUPPRESS if option.name in hidden else f"The opposite of {option.flags[0]}."
             parser.add_argument(*option.off_flags, action="store_const", const=False, dest=option.name, help=off_help)
         elif option.flags:
-            if default is not None:
-                help_text += f" [default: {default}]"
             parser.add_argument(*option.flags, dest=option.name, metavar=option.metavar, help=help_text)
     return parser
 

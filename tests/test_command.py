@@ -206,7 +206,7 @@ def test_the_help_says_what_runcherrypy_takes(tmp_path):
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "localhost:8000" in text and "[::1]:8000" in text and "port 0 takes a free port" in text
-    assert "One worker thread" in text
+    assert "One thread: requests are answered one at a time" in text
     assert "Optional port number, or ipaddr:port" not in text  # runserver's
     assert "Tells Django to NOT use threading" not in text
     assert "[default: 100, or MIN if more]" in text
@@ -243,3 +243,26 @@ def test_the_static_root_check_is_quiet_when_it_does_not_apply(settings, tmp_pat
     assert static_root_check() == []  # served through the finders
     settings.DEBUG, settings.STATIC_URL = False, "https://cdn.example.com/static/"
     assert static_root_check() == []  # served elsewhere
+
+
+def test_version_names_this_package_django_and_cheroot(tmp_path):
+    import importlib.metadata
+
+    import cheroot
+    import django
+
+    result = manage(tmp_path, "runcherrypy", "--version")
+    assert result.returncode == 0
+    version = importlib.metadata.version("django-runcherrypy")
+    expected = f"django-runcherrypy {version} (Django {django.get_version()}, cheroot {cheroot.__version__})"
+    assert result.stdout.strip() == expected
+
+
+def test_runscgi_help_lists_only_its_own_options(tmp_path):
+    result = manage(tmp_path, "runscgi", "--help")
+    assert result.returncode == 0
+    for flag in ("--certificate", "--private-key", "--self-signed", "--forwarded-allow-ips", "--access-log"):
+        assert flag not in result.stdout
+    for flag in ("--inetd", "--unix-socket", "--workers", "--max-body-size", "--header-timeout"):
+        assert flag in result.stdout
+    assert "SUPPRESS" not in result.stdout

@@ -201,6 +201,7 @@ def test_the_command_serves_https_that_curl_verifies_and_sighup_loads_a_new_cert
     running.signal(signal.SIGHUP)
     eventually(lambda: curl_get(curl, url, str(tmp_path / "new-ca.pem")) == "200", timeout=10, interval=0.1)
     assert curl_get(curl, url, ca) != "200"  # the old authority no longer vouches for what is served
+    assert f"Certificate reloaded from {certificate}." in running.output  # said, in the default logging
     assert running.stop() == 0
 
 
@@ -228,7 +229,7 @@ def test_certificate_errors_are_one_line(tmp_path, pem_files, authority):
     for args, message in [
         (["--certificate", str(tmp_path / "none.pem"), "--private-key", key], "Cannot read the certificate "),
         (["--certificate", certificate, "--private-key", str(other_key)], f"The private key {other_key} does not"),
-        (["--certificate", str(not_pem), "--private-key", key], f"Cannot load the certificate {not_pem}"),
+        (["--certificate", str(not_pem), "--private-key", key], f"The certificate {not_pem} holds no PEM certificate"),
         (["--certificate", certificate], "--certificate and --private-key go together."),
         (["--self-signed", "--certificate", certificate, "--private-key", key], "Give either --self-signed"),
     ]:
@@ -248,3 +249,51 @@ def test_a_tls_adapter_the_selector_cannot_read_is_refused():
     adapter = BuiltinSSLAdapter.__new__(BuiltinSSLAdapter)
     with pytest.raises(TypeError, match="TLSAdapter"):
         create_server(("127.0.0.1", 0), lambda environ, start_response: [], ssl_adapter=adapter)
+
+
+def test_key_and_certificate_errors_name_the_file_and_what_is_wrong(tmp_path, pem_files):
+    """OpenSSL says ``[SSL] PEM lib`` for the files swapped, for a file that holds no certificate or no key, and
+    asks for a passphrase on the terminal for an encrypted key: each is one sentence naming the file."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from devserver.http.tls import TLSError, load_adapter
+
+    certificate, key, _ = pem_files
+    rsa = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("localhost")
+    ec_issued = trustme.CA(key_type=trustme.KeyType.ECDSA).issue_cert("localhost")
+    ec_certificate, rsa_key = tmp_path / "ec-cert.pem", tmp_path / "rsa-key.pem"
+    ec_issued.cert_chain_pems[0].write_to_path(ec_certificate)
+    rsa.private_key_pem.write_to_path(rsa_key)
+    text = tmp_path / "text.pem"
+    text.write_text("hello\n")
+    encrypted = tmp_path / "encrypted-key.pem"
+    encrypted.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    legacy = tmp_path / "legacy-key.pem"
+    legacy.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    for pair, message in [
+        ((key, certificate), f"The certificate {key} holds a private key and the private key {certificate} a "),
+        ((ec_certificate, rsa_key), f"The private key {rsa_key} does not match the certificate {ec_certificate}."),
+        ((text, key), f"The certificate {text} holds no PEM certificate"),
+        ((certificate, text), f"The private key {text} holds no PEM private key"),
+        ((certificate, certificate), f"The private key {certificate} holds no PEM private key"),
+        ((certificate, encrypted), f"The private key {encrypted} is encrypted"),
+        ((certificate, legacy), f"The private key {legacy} is encrypted"),
+    ]:
+        with pytest.raises(TLSError) as raised:
+            load_adapter(str(pair[0]), str(pair[1]))
+        assert str(raised.value).startswith(message), str(raised.value)
+        assert "\n" not in str(raised.value) and "PEM lib" not in str(raised.value)
+    assert load_adapter(certificate, key) is not None

@@ -40,15 +40,55 @@ def load_adapter(certificate, private_key):
         if not os.access(path, os.R_OK):
             reason = "no such file" if not os.path.exists(path) else "not readable"
             raise TLSError(f"Cannot read the {what} {path}: {reason}.")
+    _check_pem(certificate, private_key)
     try:
         return TLSAdapter(certificate, private_key)
     except ssl.SSLError as error:
         reason = error.reason or str(error)
-        if reason == "KEY_VALUES_MISMATCH":
+        if reason in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED", "X509_CHECK_PRIVATE_KEY"):
+            # An RSA key for an EC certificate says one or the other, by OpenSSL's version.
             raise TLSError(f"The private key {private_key} does not match the certificate {certificate}.") from None
         raise TLSError(f"Cannot load the certificate {certificate} with the key {private_key}: {reason}.") from None
     except OSError as error:
         raise TLSError(f"Cannot load the certificate {certificate}: {error.strerror or error}.") from None
+
+
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+
+
+def _pem_labels(path):
+    """The labels of the PEM blocks in the file at ``path`` (``{"CERTIFICATE", "EC PRIVATE KEY"}``), from its
+    first MiB."""
+    with open(path, "rb") as file:
+        return {label.decode("ascii") for label in _PEM_LABEL.findall(file.read(1 << 20))}
+
+
+def _check_pem(certificate, private_key):
+    """``TLSError`` naming the file and what is wrong with it when the two files do not hold what they should:
+    OpenSSL says only ``[SSL] PEM lib`` for each of these, and would ask for a passphrase on the terminal for an
+    encrypted key."""
+    certificate_labels, key_labels = _pem_labels(certificate), _pem_labels(private_key)
+    keys = {label for label in key_labels if label.endswith("PRIVATE KEY")}
+    if "CERTIFICATE" not in certificate_labels:
+        if any(label.endswith("PRIVATE KEY") for label in certificate_labels) and "CERTIFICATE" in key_labels:
+            raise TLSError(
+                f"The certificate {certificate} holds a private key and the private key {private_key} a "
+                "certificate: --certificate and --private-key are swapped."
+            )
+        raise TLSError(f"The certificate {certificate} holds no PEM certificate (-----BEGIN CERTIFICATE-----).")
+    if not keys:
+        raise TLSError(f"The private key {private_key} holds no PEM private key (-----BEGIN PRIVATE KEY-----).")
+    if "ENCRYPTED PRIVATE KEY" in keys or _legacy_encrypted(private_key):
+        raise TLSError(
+            f"The private key {private_key} is encrypted (it would ask for its passphrase): give it decrypted, "
+            "readable by root only (openssl pkey -in KEY -out PLAIN)."
+        )
+
+
+def _legacy_encrypted(path):
+    """Whether a traditional PEM private key says ``Proc-Type: 4,ENCRYPTED`` (RFC 1421 headers)."""
+    with open(path, "rb") as file:
+        return b"Proc-Type: 4,ENCRYPTED" in file.read(1 << 20)
 
 
 @dataclass(frozen=True)
@@ -135,7 +175,9 @@ class TLSAdapter(BuiltinSSLAdapter):
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), {}
 
 
-tls_logger = logging.getLogger("devserver.server")
+tls_logger = logging.getLogger("django.server")
+"""The certificate's reloads and their failures: through the access log's logger, which Django's default logging
+shows at INFO (a successful reload logged on ``devserver.server`` was shown nowhere)."""
 
 
 _PLAIN_HTTP_TO_TLS = plain_response("400 Bad Request", "This port speaks HTTPS: use an https:// URL.\r\n")

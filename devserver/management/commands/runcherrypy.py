@@ -6,6 +6,7 @@ running it, reloading and stopping are ``devserver.lifecycle``.
 """
 
 import errno
+import importlib.metadata
 import ipaddress
 import os
 import re
@@ -13,6 +14,8 @@ import socket
 import sys
 from datetime import datetime
 
+import cheroot
+import django
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 from django.core.management.commands.runserver import Command as RunserverCommand
@@ -110,10 +113,23 @@ class Command(RunserverCommand, Reporter):
         parser.__class__ = OptionParser
         return parser
 
+    hidden_options = ()
+    """Options of ``devserver.options`` this command refuses, left out of its ``--help`` (``runscgi``: those of
+    HTTP and TLS)."""
+
     def add_arguments(self, parser):
         # Not runserver's: its help texts do not fit (addrport takes host names and port 0; --nothreading means
         # one worker thread), and --reload is new. The dests are runserver's, for its handle().
-        option_table.add_arguments(parser)
+        option_table.add_arguments(parser, hidden=self.hidden_options)
+
+    def get_version(self):
+        """What ``--version`` prints: this package's version, with Django's and cheroot's (Django's own command
+        prints Django's alone)."""
+        try:
+            version = importlib.metadata.version("django-runcherrypy")
+        except importlib.metadata.PackageNotFoundError:  # run from a checkout that is not installed
+            version = "unknown"
+        return f"django-runcherrypy {version} (Django {django.get_version()}, cheroot {cheroot.__version__})"
 
     def handle(self, *args, **options):
         try:
@@ -179,7 +195,7 @@ class Command(RunserverCommand, Reporter):
         if not 0 <= int(self.port) <= 65535:
             raise CommandError(f"{self.port} is not a valid port number (0 to 65535).")
         self.options = options
-        if options["self_signed"]:
+        if options.get("self_signed"):
             self.tls = self.make_self_signed()
         if self.tls or self.values["certificate"]:
             self.protocol = "https"
@@ -347,7 +363,7 @@ class Command(RunserverCommand, Reporter):
             raise CommandError(str(error)) from None
 
     def make_access_log(self):
-        if self.options["no_access_log"]:
+        if self.options.get("no_access_log"):
             return None
         path = self.values["access_log"]
         if path is None:
@@ -455,7 +471,7 @@ class Command(RunserverCommand, Reporter):
         now = datetime.now().strftime("%B %d, %Y - %X")
         lines = [
             now,
-            f"Django version {self.get_version()}, using settings {settings.SETTINGS_MODULE!r}",
+            f"Django version {django.get_version()}, using settings {settings.SETTINGS_MODULE!r}",
             f"Starting {self.server_name} at {' and '.join(urls)} with {capacity}",
         ]
         if settings.DEBUG and any(not _loopback(url) for url in urls if not url.startswith("unix:")):

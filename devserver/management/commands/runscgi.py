@@ -5,7 +5,7 @@ Long-running, it is ``runcherrypy`` speaking SCGI instead of HTTP (``devserver.s
 addresses, unix socket, systemd sockets, growing pool, ``--workers``, graceful stop, pid file and user switch.
 With ``--inetd`` it answers the one connection a super-server passes on standard input and exits
 (``devserver.scgi.serve_inetd``). The front server speaks HTTP and TLS and keeps the access log: the options for
-those are refused here.
+those are refused here, and ``--help`` does not list them.
 """
 
 import logging
@@ -41,6 +41,7 @@ class Command(RuncherrypyCommand):
     protocol = "scgi"
     server_name = "cheroot SCGI server"
     server_class = SCGIServer
+    hidden_options = (*HTTP_ONLY, "no_access_log")  # refused below, and not listed by --help
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
