@@ -34,12 +34,13 @@ def _check_socket_path(path):
     raise OSError(errno.EADDRINUSE, "another server is listening on it")
 
 
-def listen_on(address, *, socket_mode=None, backlog=socket.SOMAXCONN):
+def listen_on(address, *, socket_mode=None, owner=None, backlog=socket.SOMAXCONN):
     """A bound, listening socket for ``address`` (``(host, port)`` or a unix socket path), made as
     ``Server.prepare`` makes one (cheroot's ``prepare_socket``: ``SO_REUSEADDR``, dual-stack on ``::``; a unix
-    socket checked by ``_check_socket_path`` and given ``socket_mode``), for a master process that passes it to its
-    workers. Raises ``UnixSocketError`` or the ``OSError`` of binding (``socket.gaierror`` for a host name that
-    does not resolve)."""
+    socket checked by ``_check_socket_path``, given ``owner`` (``(uid, gid)``, ``-1`` for either left as it is:
+    ``devserver.privileges.socket_owner``) and ``socket_mode``, before ``listen()``), for a master process that
+    passes it to its workers. Raises ``UnixSocketError`` or the ``OSError`` of binding (``socket.gaierror`` for a
+    host name that does not resolve)."""
     if isinstance(address, str):
         try:
             _check_socket_path(address)
@@ -48,6 +49,8 @@ def listen_on(address, *, socket_mode=None, backlog=socket.SOMAXCONN):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.bind(address)
+                if owner is not None:
+                    os.chown(address, *owner)
                 if socket_mode is not None:
                     os.chmod(address, socket_mode)
                 sock.listen(backlog)

@@ -233,6 +233,16 @@ OPTIONS = (
         keyword="socket_mode",
     ),
     Option(
+        "socket_group",
+        "Give the unix socket to GROUP (a name or a number), for a front server that runs as a member of it, as "
+        "nginx runs as www-data. Without it, the socket is given to --user and its group (or --group) when "
+        "those are given.",
+        flags=("--socket-group",),
+        setting="RUNCHERRYPY_SOCKET_GROUP",
+        convert=text,
+        metavar="GROUP",
+    ),
+    Option(
         "certificate",
         "Serve HTTPS (TLS 1.2 or newer) with the certificate in FILE (PEM, followed by its chain); SIGHUP loads it "
         "again, for renewals. Needs --private-key.",

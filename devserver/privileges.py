@@ -5,7 +5,7 @@ import grp
 import os
 import pwd
 
-__all__ = ["Identity", "PidFile", "identity"]
+__all__ = ["Identity", "PidFile", "identity", "socket_owner"]
 
 
 class Identity:
@@ -44,6 +44,25 @@ def identity(user, group):
         except KeyError:
             raise ValueError(f"--group: no such group: {group}") from None
     return Identity(uid, gid, name)
+
+
+def socket_owner(identity, socket_group):
+    """``(uid, gid)`` to give a unix socket made as root (``-1``: left as it is), or ``None``: the user of
+    ``identity`` (``--user``) and ``socket_group`` (``--socket-group``, a name or a number) or else the identity's
+    group. A socket left to root, mode 0660, was refused to nginx's www-data workers. ``ValueError`` naming a group
+    that does not exist."""
+    uid = gid = -1
+    if identity is not None:
+        uid = -1 if identity.uid is None else identity.uid
+        gid = identity.gid
+    if socket_group is not None:
+        try:
+            gid = (
+                grp.getgrgid(int(socket_group)).gr_gid if socket_group.isdigit() else grp.getgrnam(socket_group).gr_gid
+            )
+        except KeyError:
+            raise ValueError(f"--socket-group: no such group: {socket_group}") from None
+    return None if uid == gid == -1 else (uid, gid)
 
 
 class PidFile:

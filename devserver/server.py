@@ -110,6 +110,7 @@ class Server(wsgi.Server):
         max_request_body_size=OPTIONS_BY_NAME["max_body_size"].default,
         header_timeout=OPTIONS_BY_NAME["header_timeout"].default,
         socket_mode=None,
+        socket_owner=None,
         listening_socket=None,
         **kwargs,
     ):
@@ -131,6 +132,7 @@ class Server(wsgi.Server):
         self.max_headers = max_headers
         self.header_timeout = header_timeout
         self.socket_mode = socket_mode
+        self.socket_owner = socket_owner
         self.listening_socket = listening_socket
         self.bind_error = None
         self.pool_sizer = None
@@ -158,13 +160,15 @@ class Server(wsgi.Server):
     def bind_unix_socket(self, bind_addr):
         """Replaces cheroot's with ``listen_on``, as a master of ``--workers`` binds: a path that exists and is
         not a unix socket is refused (cheroot unlinks whatever lies there), and so is a socket another server
-        answers on; the file gets ``socket_mode`` (cheroot: 0o777) before ``listen()``, so before any client can
-        connect, and is removed by ``stop()``."""
+        answers on; the file gets ``socket_owner`` and ``socket_mode`` (cheroot: 0o777) before ``listen()``, so
+        before any client can connect, and is removed by ``stop()``."""
         if self.listening_socket is not None:
             return self._take_listening_socket()
         mode = 0o777 if self.socket_mode is None else self.socket_mode  # cheroot's, when none is given
         try:
-            sock = self.socket = listen_on(bind_addr, socket_mode=mode, backlog=self.request_queue_size)
+            sock = self.socket = listen_on(
+                bind_addr, socket_mode=mode, owner=self.socket_owner, backlog=self.request_queue_size
+            )
         except UnixSocketError as error:
             self.bind_error = error
             raise

@@ -106,13 +106,13 @@ class Front:
             self.process.wait()
 
 
-def start_nginx(folder, site, port):
+def start_nginx(folder, site, port, user=None):
     """nginx with ``site`` (a ``server {}`` block, as text) inside ``http {}``, and Debian's ``scgi_params``
-    beside it."""
+    beside it; its workers run as ``user`` when it is started as root (this process's user by default)."""
     nginx = require("nginx", "nginx-light")
     shutil.copy("/etc/nginx/scgi_params", folder / "scgi_params")
     (folder / "site.conf").write_text(site)
-    user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+    user = f"user {user or getpass.getuser()};" if os.geteuid() == 0 else ""
     (folder / "nginx.conf").write_text(
         f"""{user}
 daemon off;

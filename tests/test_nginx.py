@@ -2,7 +2,13 @@
 ``deploy/nginx/runcherrypy.conf`` run as it is, with only its example values replaced."""
 
 import json
+import os
+import pwd
+import shutil
 import ssl
+import stat
+import tempfile
+from pathlib import Path
 
 import pytest
 import trustme
@@ -85,3 +91,49 @@ def test_behind_nginx_on_a_unix_socket(behind_nginx):
     etag = headers["ETag"]
     assert fetch(url, "/static/project/site.css", tls=context, headers={"If-None-Match": etag})[0] == 304
     assert fetch(f"http://127.0.0.1:{http_port}", "/")[0] == 301
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting as root and switching to www-data needs root")
+@pytest.mark.parametrize("switch", [("--user", "www-data"), ("--user", "nobody", "--socket-group", "www-data")])
+def test_the_recipe_as_root_serves_through_nginx_as_www_data(start_server, tmp_path, switch):
+    """The recipe followed literally as root: the socket is given to --user (or --socket-group) before it accepts
+    a connection, and nginx's workers, as www-data, connect (left to root with mode 0660 it was a 502)."""
+    require("nginx", "nginx-light")
+    www_data = pwd.getpwnam("www-data")
+    run = Path(tempfile.mkdtemp(prefix="runcherrypy-run-"))  # as /run/runcherrypy: a folder others may enter
+    try:
+        run.chmod(0o755)
+        sock = run / "site.sock"
+        running = start_server("--noreload", "--unix-socket", str(sock), *switch)
+        info = os.stat(sock)
+        user = pwd.getpwnam(switch[1])
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (user.pw_uid, www_data.pw_gid, 0o660)
+        http_port, https_port = free_port(), free_port()
+        site = recipe(
+            "nginx/runcherrypy.conf",
+            [
+                ("/run/runcherrypy/site.sock", str(sock)),
+                ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+                ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
+            ],
+        )
+        authority = trustme.CA()
+        issued = authority.issue_cert("example.com")
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        issued.cert_chain_pems[0].write_to_path(cert)
+        issued.private_key_pem.write_to_path(key)
+        site = site.replace("/etc/letsencrypt/live/example.com/fullchain.pem", str(cert))
+        site = site.replace("/etc/letsencrypt/live/example.com/privkey.pem", str(key))
+        nginx = start_nginx(tmp_path, site, https_port, user="www-data")
+        try:
+            context = ssl.create_default_context()
+            authority.configure_trust(context)
+            context.check_hostname = False  # the certificate names example.com; the client asks 127.0.0.1
+            status, _, body = fetch(f"https://127.0.0.1:{https_port}", "/test/client/", tls=context)
+            assert status == 200, (tmp_path / "error.log").read_text()
+            assert json.loads(body)["is_secure"] is True
+        finally:
+            nginx.stop()
+        assert running.stop() == 0
+    finally:
+        shutil.rmtree(run, ignore_errors=True)

@@ -59,3 +59,9 @@ def test_a_pid_file_that_cannot_be_written_is_one_line(tmp_path):
     assert (
         result.stderr.strip() == f"CommandError: Cannot write the pid file {path}: its folder is missing or read-only."
     )
+
+
+def test_socket_group_errors_are_one_line(tmp_path):
+    result = manage(tmp_path, "runcherrypy", "127.0.0.1:0", "--noreload", "--socket-group", "no-such-group-here")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "CommandError: --socket-group: no such group: no-such-group-here."

@@ -28,7 +28,7 @@ from devserver.http.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_sig
 from devserver.lifecycle import GRACE, RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.listening import UnixSocketError, close_listening, listen_on
 from devserver.mounts import project_application
-from devserver.privileges import PidFile, identity
+from devserver.privileges import PidFile, identity, socket_owner
 from devserver.reloader import reloader_link
 from devserver.server import Server, create_server
 from devserver.systemd import ActivationError, listen_sockets, notify
@@ -67,6 +67,7 @@ RESOLVED_OPTIONS = (
     "pidfile",
     "user",
     "group",
+    "socket_group",
 )
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")
 
@@ -159,6 +160,12 @@ class Command(RunserverCommand, Reporter):
             raise CommandError(f"{error}.") from None
         if self.identity is not None and os.geteuid() != 0:
             raise CommandError("--user and --group need the server to be started as root.")
+        try:
+            self.socket_owner = socket_owner(self.identity, self.values["socket_group"])
+        except ValueError as error:
+            raise CommandError(f"{error}.") from None
+        if self.socket_owner is not None:
+            self.server_options["socket_owner"] = self.socket_owner
         # The pid file is the master's, or the reloader's parent's: the process that lasts.
         owns_pidfile = self.values["pidfile"] and not self.worker and not self.reloader
         self.pidfile = PidFile(self.values["pidfile"]) if owns_pidfile else None
@@ -275,7 +282,7 @@ class Command(RunserverCommand, Reporter):
         try:
             for address in self.addresses():
                 try:
-                    made.append(listen_on(address, socket_mode=self.values["socket_mode"]))
+                    made.append(listen_on(address, socket_mode=self.values["socket_mode"], owner=self.socket_owner))
                 except OSError as error:
                     self.bind_failed(None, error)
         except BaseException:
