@@ -3,11 +3,14 @@ and the limits. ``test_front_servers.py`` runs them behind Apache and nginx."""
 
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -410,3 +413,31 @@ def test_the_gateways_dispatch_as_cheroot_does(path):
     apps = [("", app("django")), ("/media", app("media")), ("/static/", app("static")), ("/static/admin", app("admin"))]
     environ = {"SCRIPT_NAME": "/cgi-bin/site.cgi", "PATH_INFO": path}
     assert PathDispatcher(list(apps))(dict(environ), None) == PathInfoDispatcher(list(apps))(dict(environ), None)
+
+
+def test_cgi_script_writes_the_interpreter_normalised_and_warns_when_others_cannot_run_it(tmp_path, request):
+    """Apache runs the script as its own user and says only ``AH01241: exec of ... failed (Permission denied)``
+    when the interpreter lies in a folder that user may not enter (a virtualenv under /root)."""
+    python = Path(sys.executable).parent / ".." / "bin" / Path(sys.executable).name
+    done = manage(tmp_path, "cgi_script", "--python", str(python))
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[0] == f"#!{os.path.normpath(python)} -I"
+    base = Path(tempfile.mkdtemp(prefix="runcherrypy-cgi-"))  # pytest's own folders are root's alone
+    base.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    private = base / "private"
+    (private / "bin").mkdir(parents=True)
+    interpreter = private / "bin" / "python"
+    interpreter.write_text("#!/bin/sh\n")
+    interpreter.chmod(0o755)
+    private.chmod(0o700)
+    done = manage(tmp_path, "cgi_script", "--python", str(interpreter), "--output", str(tmp_path / "site.cgi"))
+    assert done.returncode == 0  # written all the same: the front server may run as this user
+    assert (
+        f"Warning: The interpreter {interpreter} is inside {private}, which other users may not enter (mode 700)"
+        in (done.stderr)
+    )
+    private.chmod(0o755)
+    interpreter.chmod(0o700)
+    done = manage(tmp_path, "cgi_script", "--python", str(interpreter), "--output", str(tmp_path / "site.cgi"))
+    assert f"Warning: The interpreter {interpreter} is not executable by other users (mode 700)" in done.stderr

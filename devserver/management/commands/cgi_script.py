@@ -7,6 +7,7 @@ application tree of ``runcherrypy`` (the project at the root, MEDIA_URL and STAT
 import compileall
 import importlib
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -44,12 +45,48 @@ def project_dir():
     return str(settings_package().parent)
 
 
+def interpreter(python=None):
+    """The interpreter's path for the script's first line: ``python`` (default: this interpreter, so the current
+    virtualenv's), absolute and normalised (no ``..`` or doubled ``/``), its symlinks kept (a virtualenv's
+    ``bin/python`` is a link to the interpreter it was made from, and only the link knows the virtualenv)."""
+    return os.path.normpath(os.path.abspath(python or sys.executable))
+
+
+def obstacles(path, what):
+    """Why a user other than this file's owner and group (the front server's: www-data) cannot run ``path`` (an
+    executable) or read ``path`` (a folder), following symlinks: a list of one-line reasons, empty when none is
+    found. Apache says only ``AH01241: exec of ... failed (Permission denied)``."""
+    reasons = []
+    for candidate in dict.fromkeys((Path(path), Path(path).resolve())):
+        for folder in reversed(candidate.parents):
+            try:
+                mode = folder.stat().st_mode
+            except OSError:
+                continue
+            if not mode & stat.S_IXOTH:
+                where = f"{path} is" if candidate == Path(path) else f"{path} leads to {candidate},"
+                reasons.append(
+                    f"{what} {where} inside {folder}, which other users may not enter (mode {mode & 0o777:o})"
+                )
+                break
+        try:
+            mode = candidate.stat().st_mode
+        except OSError as error:
+            reasons.append(f"{what} {candidate}: {error.strerror}")
+            continue
+        needed = stat.S_IXOTH if candidate.is_file() else stat.S_IROTH | stat.S_IXOTH
+        if mode & needed != needed:
+            kind = "executable" if candidate.is_file() else "readable"
+            reasons.append(f"{what} {candidate} is not {kind} by other users (mode {mode & 0o777:o})")
+    return list(dict.fromkeys(reasons))
+
+
 def script_text(python=None):
-    """The script: ``python`` (default: this interpreter, so the current virtualenv's) in isolated mode (``-I``:
-    no ``PYTHON*`` variables, no user site folder, no script folder on ``sys.path``), the project's folder first on
-    ``sys.path``, ``DJANGO_SETTINGS_MODULE`` unless the front server sets it."""
+    """The script: ``python`` (``interpreter``) in isolated mode (``-I``: no ``PYTHON*`` variables, no user site
+    folder, no script folder on ``sys.path``), the project's folder first on ``sys.path``,
+    ``DJANGO_SETTINGS_MODULE`` unless the front server sets it."""
     return TEMPLATE.format(
-        python=python or sys.executable, project_dir=project_dir(), settings_module=settings.SETTINGS_MODULE
+        python=interpreter(python), project_dir=project_dir(), settings_module=settings.SETTINGS_MODULE
     )
 
 
@@ -75,6 +112,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         text = script_text(options["python"])
+        for reason in obstacles(interpreter(options["python"]), "The interpreter") + obstacles(
+            project_dir(), "The project's folder"
+        ):
+            # The front server runs the script as its own user: warn, and write it anyway (it may be root's own).
+            self.stderr.write(f"Warning: {reason}: the front server's user cannot run the script.")
         compiled = self.compile_project()
         if not options["output"] or options["output"] == "-":
             self.stdout.write(text, ending="")
