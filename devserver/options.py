@@ -261,9 +261,9 @@ OPTIONS = (
     ),
     Option(
         "self_signed",
-        "Serve HTTPS with a throwaway certificate for localhost, the loopback addresses, the address served and "
-        "ALLOWED_HOSTS, made at start-up (needs `trustme`); the banner names its authority's file, for `curl "
-        "--cacert` or a browser.",
+        "Serve HTTPS with a certificate for localhost, the loopback addresses, the address served and "
+        "ALLOWED_HOSTS, issued by a local certificate authority kept for this user (made the first time, with a "
+        "word on how to trust it once; `$RUNCHERRYPY_CA_DIR` or `~/.local/share/runcherrypy`; needs `trustme`).",
         flags=("--self-signed",),
         default=False,
     ),

@@ -39,9 +39,10 @@ def cherrypy_live_server(request):
 
 @pytest.fixture(scope="session")
 def cherrypy_live_server_https(request):
-    """``cherrypy_live_server`` over HTTPS, with a throwaway certificate (needs ``trustme``), on a free port of
-    the same host: for secure cookies, service workers, WebAuthn. ``.authority`` is the file of the certificate
-    authority to trust (``ssl.create_default_context(cafile=...)``; a browser may ignore HTTPS errors instead)."""
+    """``cherrypy_live_server`` over HTTPS, with a certificate from the local authority of ``--self-signed`` (needs
+    ``trustme``), on a free port of the same host: for secure cookies, service workers, WebAuthn. ``.authority`` is the
+    file of the certificate authority to trust (``ssl.create_default_context(cafile=...)``; a browser may ignore HTTPS
+    errors instead)."""
     server = _live_server(request, https=True)
     yield server
     server.stop()

@@ -98,13 +98,13 @@ class StaticLiveServerTestCase(DjangoStaticLiveServerTestCase):
 class LiveServer:
     """A cheroot live server in a thread of the test process, started at once; ``url`` is its base URL.
 
-    ``host``: the address to bind (default ``localhost``); ``port``: 0 for a free one; ``static_files``:
-    ``"finders"`` (default: the staticfiles finders when ``django.contrib.staticfiles`` is installed, as
-    pytest-django's ``live_server`` does) or ``"root"`` (STATIC_ROOT). ``startup_seconds``: how long it took to be
-    ready. ``https``: serve HTTPS with a throwaway certificate for ``host``, ``localhost`` and the loopback
-    addresses (needs ``trustme``), for pages that need a secure origin; ``authority`` is then the file of the
-    certificate authority a client must trust (``None`` otherwise). Raises what the server thread raised (a port
-    in use, say).
+    ``host``: the address to bind (default ``localhost``); ``port``: 0 for a free one; ``static_files``: ``"finders"``
+    (default: the staticfiles finders when ``django.contrib.staticfiles`` is installed, as pytest-django's
+    ``live_server`` does) or ``"root"`` (STATIC_ROOT). ``startup_seconds``: how long it took to be ready. ``https``:
+    serve HTTPS with a certificate from the local authority of ``--self-signed`` for ``host``, ``localhost`` and the
+    loopback addresses (needs ``trustme``), for pages that need a secure origin; ``authority`` is then the file of the
+    certificate authority a client must trust (``None`` otherwise). Raises what the server thread raised (a port in use,
+    say).
     """
 
     def __init__(self, host="localhost", port=0, *, static_files=None, https=False):

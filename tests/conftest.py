@@ -6,6 +6,20 @@ import pytest
 from .process import ROOT, SAMPLE, Runcherrypy, Runscgi
 
 
+@pytest.fixture(autouse=True, scope="session")
+def local_authority(tmp_path_factory):
+    """--self-signed's local certificate authority in a folder of the test run's (the processes started inherit
+    the variable), not in the user's data folder."""
+    folder = tmp_path_factory.mktemp("authority") / "runcherrypy"
+    previous = os.environ.get("RUNCHERRYPY_CA_DIR")
+    os.environ["RUNCHERRYPY_CA_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("RUNCHERRYPY_CA_DIR", None)
+    else:
+        os.environ["RUNCHERRYPY_CA_DIR"] = previous
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``runcherrypy`` on the tests' project, on a free loopback port, shared by a module's tests."""

@@ -8,9 +8,12 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import trustme
@@ -205,11 +208,29 @@ def test_the_command_serves_https_that_curl_verifies_and_sighup_loads_a_new_cert
     assert running.stop() == 0
 
 
-def test_self_signed(start_server, curl):
-    running = start_server("127.0.0.1:0", "--noreload", "--self-signed")
+def test_self_signed(start_server, curl, tmp_path):
+    """One local authority for the user, made the first time with a word on trusting it, reused after: a browser
+    told once trusts every later run; nothing is left under /tmp (each run made an authority there, key included,
+    and left it)."""
+    folder = tmp_path / "authority"
+    before = set(Path(tempfile.gettempdir()).glob("runcherrypy-tls-*"))
+    running = start_server("127.0.0.1:0", "--noreload", "--self-signed", RUNCHERRYPY_CA_DIR=str(folder))
     authority = running.wait_for(re.compile(r"trust its authority (\S+)"))[1]
+    assert authority == str(folder / "rootCA.pem")
+    assert "A local certificate authority was made for --self-signed" in running.output
     assert curl_get(curl, running.url + "test/headers/", authority) == "200"
     assert curl_get(curl, running.url.replace("127.0.0.1", "localhost") + "test/headers/", authority) == "200"
+    assert running.stop() == 0
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "rootCA-key.pem").stat().st_mode) == 0o600
+    made = (folder / "rootCA.pem").read_bytes()
+    again = start_server("127.0.0.1:0", "--noreload", "--self-signed", RUNCHERRYPY_CA_DIR=str(folder))
+    assert again.wait_for(re.compile(r"trust its authority (\S+)"))[1] == authority
+    assert curl_get(curl, again.url + "test/headers/", authority) == "200"  # the same authority vouches
+    assert "A local certificate authority was made" not in again.output  # said once
+    assert (folder / "rootCA.pem").read_bytes() == made
+    assert again.stop() == 0
+    assert set(Path(tempfile.gettempdir()).glob("runcherrypy-tls-*")) == before
 
 
 def test_the_https_live_server(cherrypy_live_server_https):

@@ -1,16 +1,19 @@
 """TLS: the adapter (``TLSAdapter``, with the handshake out of cheroot's accept loop, made without blocking by
-``handshake``), a certificate and key from files checked at start-up (``load_adapter``), or a throwaway
-self-signed one for development (``self_signed``: secure cookies, service workers and WebAuthn need a secure
-origin). The self-signed certificate is made by ``trustme`` (an optional dependency: ``pip install trustme``, or the
-``self-signed`` extra), not by hand.
+``handshake``), a certificate and key from files checked at start-up (``load_adapter``), or, for development, a
+certificate issued by a local certificate authority kept for the user (``self_signed``: secure cookies, service
+workers and WebAuthn need a secure origin), made by ``trustme`` (an optional dependency: ``pip install trustme``, or
+the ``self-signed`` extra), not by hand.
 """
 
 import contextlib
+import fcntl
+import getpass
+import hashlib
 import logging
 import os
 import re
+import socket
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +21,21 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from .response import plain_response
 
-__all__ = ["SELF_SIGNED_ENV", "SelfSigned", "TLSAdapter", "TLSError", "handshake", "load_adapter", "self_signed"]
+__all__ = [
+    "AUTHORITY_ENV",
+    "SelfSigned",
+    "TLSAdapter",
+    "TLSError",
+    "authority_folder",
+    "handshake",
+    "load_adapter",
+    "self_signed",
+    "trust_instructions",
+]
 
-SELF_SIGNED_ENV = "RUNCHERRYPY_SELF_SIGNED_DIR"
-"""Where the reloader's parent leaves its self-signed certificate for its children, so that a reload keeps it
-(a browser told to accept it once need not be told again)."""
+AUTHORITY_ENV = "RUNCHERRYPY_CA_DIR"
+"""A folder to keep the local certificate authority in, instead of the user's data folder
+(``$XDG_DATA_HOME/runcherrypy``, by default ``~/.local/share/runcherrypy``)."""
 
 
 _CERTIFIABLE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
@@ -93,38 +106,88 @@ def _legacy_encrypted(path):
 
 @dataclass(frozen=True)
 class SelfSigned:
-    """A throwaway certificate: ``certificate`` and ``private_key`` (PEM files), signed by the certificate
-    authority in ``authority`` (a PEM file to give a client: ``curl --cacert``, a browser's trust store)."""
+    """A certificate for development: ``certificate`` and ``private_key`` (PEM files) for ``hosts``, issued by the
+    user's local certificate authority, whose certificate is the file ``authority`` (to trust once: ``curl
+    --cacert``, a browser's or the system's trust store); ``new_authority``: that authority was made by this run."""
 
     certificate: str
     private_key: str
     authority: str
     hosts: tuple
+    new_authority: bool = False
+
+
+def authority_folder():
+    """Where the local certificate authority is kept: ``$RUNCHERRYPY_CA_DIR``, else ``$XDG_DATA_HOME/runcherrypy``
+    (``~/.local/share/runcherrypy``), as mkcert keeps one per user."""
+    if os.environ.get(AUTHORITY_ENV):
+        return Path(os.environ[AUTHORITY_ENV])
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "runcherrypy"
 
 
 def self_signed(hosts, directory=None):
-    """A ``SelfSigned`` for ``hosts`` (names and addresses, IPv6 with or without brackets; patterns are left
-    out), made by ``trustme`` in ``directory`` (a new temporary
-    folder by default), or the one already there. ``TLSError`` when ``trustme`` is not installed."""
+    """A ``SelfSigned`` for ``hosts`` (names and addresses, IPv6 with or without brackets; patterns are left out),
+    issued by the user's local certificate authority in ``directory`` (``authority_folder()`` by default), which
+    is made the first time (``rootCA.pem``, and its key ``rootCA-key.pem`` readable by the user only, in a folder
+    of mode 0700) and reused after, so that a browser told to trust it once trusts every later run. The leaf is
+    kept beside it, one for each set of names, and reused. Nothing is left anywhere else (each run made a new
+    authority in a folder of its own under ``/tmp``, and never removed it). ``TLSError`` when ``trustme`` is not
+    installed, or the folder cannot be written."""
     hosts = tuple(dict.fromkeys(host.strip("[]") for host in hosts if _CERTIFIABLE.fullmatch(host.strip("[]"))))
-    folder = Path(directory or tempfile.mkdtemp(prefix="runcherrypy-tls-"))
-    made = SelfSigned(str(folder / "cert.pem"), str(folder / "key.pem"), str(folder / "ca.pem"), hosts)
-    if all(os.path.exists(path) for path in (made.certificate, made.private_key, made.authority)):
-        return made
+    folder = Path(directory) if directory else authority_folder()
+    name = "leaf-" + hashlib.sha256(",".join(sorted(hosts)).encode()).hexdigest()[:16]
+    authority_path, authority_key = folder / "rootCA.pem", folder / "rootCA-key.pem"
+    made = SelfSigned(str(folder / f"{name}.pem"), str(folder / f"{name}-key.pem"), str(authority_path), hosts)
     try:
         import trustme
     except ImportError:
         raise TLSError("--self-signed needs the trustme package: pip install trustme.") from None
-    authority = trustme.CA(organization_name="runcherrypy (throwaway)")
-    issued = authority.issue_cert(*hosts)
-    folder.mkdir(parents=True, exist_ok=True)
-    issued.private_key_pem.write_to_path(made.private_key)
-    os.chmod(made.private_key, 0o600)
-    with open(made.certificate, "wb") as file:
-        for pem in issued.cert_chain_pems:
-            file.write(pem.bytes())
-    authority.cert_pem.write_to_path(made.authority)
-    return made
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the reloader's parent and a test's live server may start at once
+            new = not (authority_path.exists() and authority_key.exists())
+            if new:
+                authority = trustme.CA(organization_name=f"runcherrypy local authority ({_whoami()})")
+                _write_private(authority_key, authority.private_key_pem.bytes())
+                authority.cert_pem.write_to_path(str(authority_path))
+            elif os.path.exists(made.certificate) and os.path.exists(made.private_key):
+                return made
+            else:
+                authority = trustme.CA.from_pem(authority_path.read_bytes(), authority_key.read_bytes())
+            issued = authority.issue_cert(*hosts)
+            _write_private(Path(made.private_key), issued.private_key_pem.bytes())
+            Path(made.certificate).write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
+    except OSError as error:
+        raise TLSError(f"Cannot keep the local certificate authority in {folder}: {error.strerror or error}.") from None
+    return SelfSigned(made.certificate, made.private_key, made.authority, hosts, new_authority=new)
+
+
+def _write_private(path, data):
+    """Write ``data`` to ``path`` readable by its owner only, from the start (not chmod'ed after)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def _whoami():
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        return socket.gethostname()
+
+
+def trust_instructions(authority):
+    """How to trust the local authority at ``authority`` once, the mkcert way (lines of text)."""
+    return [
+        f"  A local certificate authority was made for --self-signed: {authority}. Trust it once:",
+        f"    curl: --cacert {authority}; Python: SSL_CERT_FILE={authority}",
+        f"    Debian, Ubuntu (system, Chromium): sudo cp {authority} /usr/local/share/ca-certificates/runcherrypy.crt"
+        " && sudo update-ca-certificates",
+        f"    Firefox, Chrome (per user): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n runcherrypy -i {authority}",
+        f"    macOS: sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {authority}",
+    ]
 
 
 class TLSAdapter(BuiltinSSLAdapter):

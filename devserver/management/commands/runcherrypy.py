@@ -24,7 +24,7 @@ from django.utils import autoreload
 
 from devserver import options as option_table
 from devserver.access_log import FileAccessLog, LoggerAccessLog
-from devserver.http.tls import SELF_SIGNED_ENV, TLSError, load_adapter, self_signed
+from devserver.http.tls import TLSError, load_adapter, self_signed, trust_instructions
 from devserver.lifecycle import GRACE, RELOAD_GRACE, Outcome, Reporter, Runner
 from devserver.listening import UnixSocketError, close_listening, listen_on
 from devserver.mounts import project_application
@@ -344,17 +344,19 @@ class Command(RunserverCommand, Reporter):
         return self.values["forwarded_allow_ips"]
 
     def make_self_signed(self):
-        """A throwaway certificate for the hosts served; under the reloader its children reuse the parent's."""
+        """A certificate for the hosts served, from the user's local certificate authority (made the first time,
+        with a word on how to trust it once; ``devserver.http.tls.self_signed``); the reloader's children and the
+        workers find the same one."""
         hosts = ["localhost", "127.0.0.1", "::1"]
         if self.addr not in ("0", "0.0.0.0", "::"):
             hosts.append(self.addr)
         hosts.extend(host for host in settings.ALLOWED_HOSTS if host and host[0] not in ".*" and "*" not in host)
         try:
-            made = self_signed(hosts, os.environ.get(SELF_SIGNED_ENV))
+            made = self_signed(hosts)
         except TLSError as error:
             raise CommandError(str(error)) from None
-        if self.values["use_reloader"] or self.values["workers"] > 1:  # the reloader's children, the workers
-            os.environ[SELF_SIGNED_ENV] = os.path.dirname(made.certificate)
+        if made.new_authority:
+            self._say(self.stdout, "\n".join(trust_instructions(made.authority)))
         return made
 
     def make_ssl_adapter(self):
@@ -491,8 +493,8 @@ class Command(RunserverCommand, Reporter):
             lines.append(f"  {where}: {mount.source}")
         if self.tls is not None:
             lines.append(
-                f"  TLS: a throwaway certificate for {', '.join(self.tls.hosts)}; trust its authority "
-                f"{self.tls.authority} (curl --cacert) or accept it in the browser"
+                f"  TLS: a certificate for {', '.join(self.tls.hosts)} from runcherrypy's local authority; trust "
+                f"its authority {self.tls.authority} once (curl --cacert, the browser's or the system's store)"
             )
         elif self.values["certificate"]:
             lines.append(f"  TLS: {self.values['certificate']} (SIGHUP loads it again)")
