@@ -1,5 +1,6 @@
 """Where the line logged for each response goes: the ``django.server`` logger (runserver's way, the default), or a
-file (or standard output) in the common log format of nginx and Apache, reopened on request for log rotation.
+file (or standard output) in the common or combined log format of nginx and Apache, or as JSON lines, reopened on
+request for log rotation.
 
 A line names the client (``REMOTE_ADDR``, after ``devserver.proxy`` has resolved it behind a trusted proxy), the
 request line, the status, the body bytes sent and the time the response took; a response cut off because the client
@@ -7,6 +8,7 @@ left or read too slowly says so, with the length it announced.
 """
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -24,9 +26,13 @@ class LoggerAccessLog:
     info, with ``status_code`` for Django's ``ServerFormatter`` colours, as runserver logs it:
     ``127.0.0.1 "GET / HTTP/1.1" 200 1234 2.1 ms``."""
 
-    def log(self, client, request_line, status, size, duration, announced=None, cut_off=False):
+    def log(
+        self, client, request_line, status, size, duration, announced=None, cut_off=False, referer=None, agent=None
+    ):
         """``status``: the status code (int); ``size``: body bytes sent; ``duration``: seconds; ``announced``: the
-        Content-Length sent, if any; ``cut_off``: whether the response ended before its end."""
+        Content-Length sent, if any; ``cut_off``: whether the response ended before its end; ``referer`` and
+        ``agent``: the request's Referer and User-Agent, if any. The fields of ``fields()`` are attributes of the
+        ``LogRecord`` too, for a project's own formatter."""
         level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 or cut_off else logging.INFO
         if not access_logger.isEnabledFor(level):
             return
@@ -39,13 +45,45 @@ class LoggerAccessLog:
             level,
             message,
             *args,
-            extra={"status_code": status, "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
+            extra={
+                "status_code": status,
+                "server_time": time.strftime("%d/%b/%Y %H:%M:%S"),
+                **fields(client, request_line, status, size, duration, referer, agent),
+            },
         )
 
 
+def fields(client, request_line, status, size, duration, referer=None, agent=None):
+    """The fields of a response's line, by name: ``client``, ``method``, ``path``, ``query``, ``protocol`` (from
+    ``request_line``; ``None`` for what it does not have), ``status``, ``bytes``, ``duration_ms``, ``referer``,
+    ``user_agent``, ``worker`` (this process's id)."""
+    parts = request_line.split(" ", 2) if request_line and request_line != "-" else []
+    method, target, protocol = (parts + [None, None, None])[:3]
+    path, _, query = target.partition("?") if target else (None, "", "")
+    return {
+        "client": client or None,
+        "method": method,
+        "path": path,
+        "query": query or None,
+        "protocol": protocol,
+        "status": status,
+        "bytes": size,
+        "duration_ms": round(duration * 1000, 3),
+        "referer": referer,
+        "user_agent": agent,
+        "worker": os.getpid(),
+    }
+
+
 class FileAccessLog:
-    """Each response as a line of ``path`` (``-``: standard output), in the common log format with the duration
-    in seconds after it: ``127.0.0.1 - - [22/Nov/2026:02:30:00 +0000] "GET / HTTP/1.1" 200 1234 0.002104``.
+    """Each response as a line of ``path`` (``-``: standard output), in the ``form`` given:
+
+    - ``common``: the common log format, with the duration in seconds after it:
+      ``127.0.0.1 - - [22/Nov/2026:02:30:00 +0000] "GET / HTTP/1.1" 200 1234 0.002104``;
+    - ``combined``: the same, then the Referer and the User-Agent quoted, as in nginx's and Apache's combined format
+      (``"-"`` for none); quotes and backslashes in them escaped as nginx escapes them;
+    - ``json``: one object a line, the ``fields()`` with ``time`` (ISO 8601) first, escaped by the JSON encoder, so
+      that no client can forge a field or a line.
 
     ``reopen()`` may be called from a signal handler (SIGUSR1): the file is opened again under the same name before
     the next line, so that a rotated log (``logrotate``'s ``create``) is written anew; a file that cannot be opened
@@ -60,8 +98,13 @@ class FileAccessLog:
 
     WARN_EVERY = 60.0
 
-    def __init__(self, path):
+    FORMS = ("common", "combined", "json")
+
+    def __init__(self, path, form="common"):
+        if form not in self.FORMS:
+            raise ValueError(f"form: one of {', '.join(self.FORMS)}, not {form!r}")
         self.path = path
+        self.form = form
         self._lock = threading.Lock()
         self._reopen = False
         self._second, self._stamp = None, ""
@@ -90,13 +133,22 @@ class FileAccessLog:
             self._second, self._stamp = now, time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
         return self._stamp
 
-    def log(self, client, request_line, status, size, duration, announced=None, cut_off=False):
+    def log(
+        self, client, request_line, status, size, duration, announced=None, cut_off=False, referer=None, agent=None
+    ):
         """As ``LoggerAccessLog.log``; never raises."""
-        if '"' in request_line or "\\" in request_line:  # as nginx escapes them: the line stays parseable
-            request_line = request_line.replace("\\", "\\x5C").replace('"', "\\x22")
-        line = f'{client or "-"} - - [{self._timestamp()}] "{request_line}" {status} {size} {duration:.6f}'
-        if cut_off:
-            line += f" cut-off/{announced}" if announced is not None else " cut-off"
+        if self.form == "json":
+            record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            record.update(fields(client, request_line, status, size, duration, referer, agent))
+            if cut_off:
+                record["cut_off"], record["announced"] = True, announced
+            line = json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+        else:
+            line = f'{client or "-"} - - [{self._timestamp()}] "{_quoted(request_line)}" {status} {size} {duration:.6f}'
+            if cut_off:
+                line += f" cut-off/{announced}" if announced is not None else " cut-off"
+            if self.form == "combined":
+                line += f' "{_quoted(referer or "-")}" "{_quoted(agent or "-")}"'
         data = (line + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
             if self._reopen:
@@ -131,6 +183,16 @@ class FileAccessLog:
         with contextlib.suppress(OSError):
             os.close(self._fd)
         self._fd = new
+
+
+def _quoted(text):
+    """``text`` for a quoted field of a log line: quotes and backslashes escaped as nginx escapes them, and control
+    characters too, so that the line stays parseable and one line."""
+    if '"' in text or "\\" in text:
+        text = text.replace("\\", "\\x5C").replace('"', "\\x22")
+    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in text):
+        text = "".join(f"\\x{ord(c):02X}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
+    return text
 
 
 def _say(message):

@@ -105,6 +105,17 @@ def text(value):
     return value.strip()
 
 
+def choice(*choices):
+    """A converter: one of ``choices`` (text, without regard to case); ``ValueError`` naming them otherwise."""
+
+    def convert(value):
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+
+    return convert
+
+
 def boolean(value):
     """A converter for settings that are on or off: ``True`` or ``False`` only."""
     if not isinstance(value, bool):
@@ -428,6 +439,18 @@ OPTIONS = (
         convert=text,
         default_text="the django.server logger",
         metavar="FILE",
+    ),
+    Option(
+        "access_log_format",
+        "The form of --access-log's lines: `common` (the common log format, then the duration in seconds), "
+        "`combined` (then the referer and the user agent, quoted, as nginx's and Apache's combined), or `json` (one "
+        "object a line: time, client, method, path, query, protocol, status, bytes, duration_ms, referer, "
+        "user_agent, worker; escaped by the JSON encoder, so no client can forge a field).",
+        flags=("--access-log-format",),
+        setting="RUNCHERRYPY_ACCESS_LOG_FORMAT",
+        convert=choice("common", "combined", "json"),
+        default="common",
+        metavar="FORMAT",
     ),
     Option("no_access_log", "No access log at all.", flags=("--no-access-log",), default=False),
     Option(

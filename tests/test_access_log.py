@@ -1,5 +1,7 @@
 """The access log: through ``django.server`` (the default), to a file reopened on SIGUSR1, or none."""
 
+import json
+import os
 import re
 import signal
 
@@ -93,3 +95,70 @@ def test_access_log_errors_are_one_line(tmp_path):
         assert result.returncode == 1, result.stderr
         assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_combined_and_json_lines(tmp_path):
+    """combined: the referer and the user agent after the common fields, quoted and escaped; json: one object a
+    line, escaped by the JSON encoder, so that a client's quotes, backslashes or line ends forge nothing."""
+    agent = 'curl/8 "x" \\ \n{"status": 200}'
+    combined, lines = tmp_path / "combined.log", tmp_path / "json.log"
+    for path, form in ((combined, "combined"), (lines, "json")):
+        log = FileAccessLog(str(path), form=form)
+        log.log("192.0.2.1", "GET /a?b=1 HTTP/1.1", 200, 12, 0.0021, referer="https://example.com/", agent=agent)
+        log.log("192.0.2.2", "-", 408, 16, 0.0)
+        log.close()
+    first, second = combined.read_text().splitlines()
+    assert first.endswith(' "https://example.com/" "curl/8 \\x22x\\x22 \\x5C \\x0A{\\x22status\\x22: 200}"')
+    assert LINE.match(first)["request"] == "GET /a?b=1 HTTP/1.1" and second.endswith(' "-" "-"')
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert len(records) == 2
+    assert {key: records[0][key] for key in records[0] if key not in ("time", "worker")} == {
+        "client": "192.0.2.1",
+        "method": "GET",
+        "path": "/a",
+        "query": "b=1",
+        "protocol": "HTTP/1.1",
+        "status": 200,
+        "bytes": 12,
+        "duration_ms": 2.1,
+        "referer": "https://example.com/",
+        "user_agent": agent,
+    }
+    assert records[0]["worker"] == os.getpid() and re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", records[0]["time"]
+    )
+    assert records[1]["status"] == 408 and records[1]["method"] is None
+
+
+def test_the_access_log_format_from_the_command_line(start_server, tmp_path):
+    path = tmp_path / "access.log"
+    running = start_server("127.0.0.1:0", "--noreload", "--access-log", str(path), "--access-log-format", "json")
+    fetch(running.url, "/test/headers/?x=1", headers={"User-Agent": "tester/1", "Referer": "http://r/"})
+    (line,) = wait_for_lines(path, 1)
+    record = json.loads(line)
+    assert (record["path"], record["query"], record["user_agent"], record["referer"]) == (
+        "/test/headers/",
+        "x=1",
+        "tester/1",
+        "http://r/",
+    )
+    assert record["status"] == 200 and record["worker"] == running.process.pid
+    result = manage(tmp_path, "runcherrypy", "--noreload", "--access-log-format", "xml")
+    assert result.returncode == 1
+    assert "--access-log-format: expected one of common, combined, json, got 'xml'" in result.stderr
+
+
+def test_the_fields_are_attributes_of_the_log_record(caplog):
+    from devserver.access_log import LoggerAccessLog
+
+    caplog.set_level("INFO", logger="django.server")
+    LoggerAccessLog().log("192.0.2.1", "GET /x?y HTTP/1.1", 200, 3, 0.001, referer="http://r/", agent="ua")
+    (record,) = caplog.records
+    assert (record.method, record.path, record.query, record.user_agent, record.referer, record.bytes) == (
+        "GET",
+        "/x",
+        "y",
+        "ua",
+        "http://r/",
+        3,
+    )

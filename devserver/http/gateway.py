@@ -304,8 +304,8 @@ class Gateway(wsgi.Gateway_10):
     def log_access(self):
         """Hand the response to the server's ``access_log`` (``devserver.access_log``; ``None``: no log): the
         client (``REMOTE_ADDR`` as the application left it, so after proxy resolution), the request line, the
-        status, the body bytes sent and the time since the application was called; a response cut off (the
-        client went away or read too slowly) says so, with the length it announced."""
+        status, the body bytes sent, the time since the application was called, the Referer and User-Agent; a
+        response cut off (the client went away or read too slowly) says so, with the length it announced."""
         access_log = self.req.server.access_log
         if access_log is None:
             return
@@ -314,14 +314,17 @@ class Gateway(wsgi.Gateway_10):
         # No status means the application raised before start_response; cheroot answers that with a 500.
         code = int(status) if status.isdigit() else 500
         request_line = b" ".join((req.method or b"-", req.uri or b"-", req.request_protocol or b"-"))
+        env = self.env or {}
         access_log.log(
-            self.env.get("REMOTE_ADDR") if self.env else None,
+            env.get("REMOTE_ADDR"),
             request_line.decode("latin-1"),
             code,
             self.body_bytes,
             time.perf_counter() - self.started,
             self.response_length,
             self.cut_off,
+            env.get("HTTP_REFERER"),
+            env.get("HTTP_USER_AGENT"),
         )
 
 

@@ -59,6 +59,7 @@ RESOLVED_OPTIONS = (
     "use_reloader",
     "forwarded_allow_ips",
     "access_log",
+    "access_log_format",
     "unix_socket",
     "certificate",
     "private_key",
@@ -378,7 +379,7 @@ class Command(RunserverCommand, Reporter):
         if path is None:
             return LoggerAccessLog()
         try:
-            return FileAccessLog(path)
+            return FileAccessLog(path, form=self.values["access_log_format"])
         except OSError as error:
             raise CommandError(f"Cannot open the access log {path}: {error.strerror or error}.") from None
 

@@ -25,6 +25,7 @@ HTTP_ONLY = (
     "self_signed",
     "forwarded_allow_ips",
     "access_log",
+    "access_log_format",
     "max_request_line",
     "max_headers",
 )
