@@ -14,6 +14,7 @@ import argparse
 import math
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -416,6 +417,28 @@ OPTIONS = (
         default=10,
         metavar="SECONDS",
         keyword="header_timeout",
+    ),
+    Option(
+        "keep_alive",
+        "Seconds an idle keep-alive connection is kept open for its next request; then it is closed. 0: every "
+        "response closes its connection.",
+        flags=("--keep-alive",),
+        setting="RUNCHERRYPY_KEEP_ALIVE",
+        convert=seconds,
+        default=10,
+        metavar="SECONDS",
+        keyword="keep_alive",
+    ),
+    Option(
+        "backlog",
+        "Connections the kernel queues, accepted by no one yet, before it refuses more (listen()'s backlog; the "
+        "system caps it at net.core.somaxconn).",
+        flags=("--backlog",),
+        setting="RUNCHERRYPY_BACKLOG",
+        convert=whole_number(1),
+        default=socket.SOMAXCONN,
+        metavar="COUNT",
+        keyword="request_queue_size",
     ),
     Option(
         "forwarded_allow_ips",

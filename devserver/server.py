@@ -109,6 +109,7 @@ class Server(wsgi.Server):
         max_headers=OPTIONS_BY_NAME["max_headers"].default,
         max_request_body_size=OPTIONS_BY_NAME["max_body_size"].default,
         header_timeout=OPTIONS_BY_NAME["header_timeout"].default,
+        keep_alive=OPTIONS_BY_NAME["keep_alive"].default,
         socket_mode=None,
         socket_owner=None,
         listening_socket=None,
@@ -131,6 +132,7 @@ class Server(wsgi.Server):
         self.max_request_body_size = max_request_body_size
         self.max_headers = max_headers
         self.header_timeout = header_timeout
+        self.keep_alive = keep_alive
         self.socket_mode = socket_mode
         self.socket_owner = socket_owner
         self.listening_socket = listening_socket
@@ -361,13 +363,15 @@ class Server(wsgi.Server):
             conn.close()
 
     def put_conn(self, conn):
-        """Put ``conn`` back in the selector, as cheroot does; one whose request has not all arrived keeps its
-        deadline (``conn.read_deadline``: ``header_timeout`` from the head's first byte, then ``timeout`` from the
-        body's last), which cheroot's expiry of idle connections enforces: it closes a connection whose
-        ``last_used`` is more than ``timeout`` seconds old."""
+        """Put ``conn`` back in the selector, as cheroot does, with a deadline that cheroot's expiry of idle
+        connections enforces (it closes a connection whose ``last_used`` is more than ``timeout`` seconds old): one
+        whose request has not all arrived keeps its own (``conn.read_deadline``: ``header_timeout`` from the head's
+        first byte, then ``timeout`` from the body's last); an idle one between requests gets ``keep_alive``."""
         deadline = conn.read_deadline  # read once: a pipelined request may be received within super().put_conn
+        if deadline is None:
+            deadline = time.time() + self.keep_alive  # idle, between requests: --keep-alive
         super().put_conn(conn)
-        if deadline is not None and conn.read_deadline == deadline:
+        if conn.read_deadline is None or conn.read_deadline == deadline:
             conn.last_used = deadline - self.timeout
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):

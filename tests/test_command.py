@@ -266,3 +266,28 @@ def test_runscgi_help_lists_only_its_own_options(tmp_path):
     for flag in ("--inetd", "--unix-socket", "--workers", "--max-body-size", "--header-timeout"):
         assert flag in result.stdout
     assert "SUPPRESS" not in result.stdout
+
+
+def test_backlog_and_keep_alive_reach_the_server(tmp_path):
+    """--backlog is listen()'s (ss shows it as the listening socket's Send-Q); --keep-alive the server's."""
+    import shutil
+    import subprocess
+
+    from .process import Runcherrypy
+
+    ss = shutil.which("ss")
+    running = Runcherrypy(tmp_path, "127.0.0.1:0", "--noreload", "--backlog", "37", "--keep-alive", "3")
+    try:
+        if ss:
+            listening = subprocess.run([ss, "-ltnH", f"sport = :{running.port}"], capture_output=True, text=True)
+            assert listening.stdout.split()[2] == "37", listening.stdout
+        from .http import raw_request
+
+        answer = raw_request(
+            running.port,
+            b"GET /test/headers/ HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n",
+            end_of_input=True,
+        )
+        assert b"Keep-Alive: timeout=3" in answer
+    finally:
+        assert running.stop() == 0

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from .http import exchange
+from .http import exchange, raw_request
 from .wsgi import serving
 
 
@@ -164,3 +164,26 @@ def test_a_graceful_stop_serves_requests_still_arriving_and_takes_no_new_connect
             assert data.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in data and data.endswith(b"ok")
         stopping.join(5)
         assert not stopping.is_alive()
+
+
+def test_keep_alive_closes_an_idle_connection_after_its_seconds():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    with (
+        serving(app, keep_alive=1, timeout=30) as server,
+        socket.create_connection(server.bind_addr, timeout=8) as client,
+    ):
+        client.sendall(request)
+        assert client.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        assert client.recv(65536) == b""  # closed after --keep-alive's second, not the 30 s of timeout
+    with serving(app, keep_alive=0) as server:
+        answer = raw_request(server.bind_addr[1], request)  # read until the server closes
+    assert b"Connection: close" in answer
+    with serving(app, keep_alive=7) as server:
+        answer = raw_request(
+            server.bind_addr[1], b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", end_of_input=True
+        )
+    assert b"Keep-Alive: timeout=7" in answer

@@ -127,7 +127,9 @@ def header_block(req):
             headers.append((b"Transfer-Encoding", b"chunked"))
         else:  # closing the connection is the only way to tell where the body ends
             req.close_connection = True
-    if not req.close_connection and server.keep_alive_conn_limit is not None:
+    if not server.keep_alive:
+        req.close_connection = True  # --keep-alive 0
+    elif not req.close_connection and server.keep_alive_conn_limit is not None:
         req.close_connection = not server.can_add_keepalive_connection  # cheroot's limit, when one is set
     if b"connection" not in names:
         if req.response_protocol == "HTTP/1.1":
@@ -136,7 +138,7 @@ def header_block(req):
         elif not req.close_connection:
             headers.append((b"Connection", b"Keep-Alive"))
     if (b"Connection", b"Keep-Alive") in headers:
-        headers.append((b"Keep-Alive", f"timeout={server.timeout}".encode("ascii")))
+        headers.append((b"Keep-Alive", b"timeout=%d" % server.keep_alive))
     if b"date" not in names:
         headers.append((b"Date", current_date()))
     if b"server" not in names:

@@ -51,6 +51,8 @@ SERVER_OPTIONS = (
     "max_body_size",
     "header_timeout",
     "socket_mode",
+    "keep_alive",
+    "backlog",
 )
 RESOLVED_OPTIONS = (
     *SERVER_OPTIONS,
@@ -283,7 +285,14 @@ class Command(RunserverCommand, Reporter):
         try:
             for address in self.addresses():
                 try:
-                    made.append(listen_on(address, socket_mode=self.values["socket_mode"], owner=self.socket_owner))
+                    made.append(
+                        listen_on(
+                            address,
+                            socket_mode=self.values["socket_mode"],
+                            owner=self.socket_owner,
+                            backlog=self.values["backlog"],
+                        )
+                    )
                 except OSError as error:
                     self.bind_failed(None, error)
         except BaseException:
