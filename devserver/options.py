@@ -430,6 +430,18 @@ OPTIONS = (
         keyword="keep_alive",
     ),
     Option(
+        "max_connections",
+        "The most connections open at once (each process's, with --workers); one past it is answered 503 with "
+        "Retry-After and closed at once. 0: no limit (idle connections cost about 3.4 KB each, and hold no "
+        "thread).",
+        flags=("--max-connections",),
+        setting="RUNCHERRYPY_MAX_CONNECTIONS",
+        convert=whole_number(0),
+        default=0,
+        metavar="COUNT",
+        keyword="max_connections",
+    ),
+    Option(
         "backlog",
         "Connections the kernel queues, accepted by no one yet, before it refuses more (listen()'s backlog; the "
         "system caps it at net.core.somaxconn).",

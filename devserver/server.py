@@ -27,7 +27,7 @@ from .http.cheroot_private import (
 )
 from .http.gateway import Gateway
 from .http.parser import Limits
-from .http.receive import CLOSED, READY, WAIT, answer_busy, receive
+from .http.receive import CLOSED, READY, WAIT, answer_busy, answer_full, receive
 from .http.request import Connection
 from .http.tls import TLSAdapter
 from .listening import UnixSocketError, listen_on
@@ -110,6 +110,7 @@ class Server(wsgi.Server):
         max_request_body_size=OPTIONS_BY_NAME["max_body_size"].default,
         header_timeout=OPTIONS_BY_NAME["header_timeout"].default,
         keep_alive=OPTIONS_BY_NAME["keep_alive"].default,
+        max_connections=OPTIONS_BY_NAME["max_connections"].default,
         socket_mode=None,
         socket_owner=None,
         listening_socket=None,
@@ -133,6 +134,9 @@ class Server(wsgi.Server):
         self.max_headers = max_headers
         self.header_timeout = header_timeout
         self.keep_alive = keep_alive
+        self.max_connections = max_connections
+        self.connections_open = 0  # open HTTP connections (Connection), counted under _counting
+        self._counting = threading.Lock()
         self.socket_mode = socket_mode
         self.socket_owner = socket_owner
         self.listening_socket = listening_socket
@@ -361,6 +365,27 @@ class Server(wsgi.Server):
             self.put_conn(conn)
         else:
             conn.close()
+
+    def connection_opened(self):
+        """Count a connection made (``devserver.http.request.Connection``); ``True``, for it to be uncounted at its
+        close."""
+        with self._counting:
+            self.connections_open += 1
+        return True
+
+    def connection_closed(self):
+        with self._counting:
+            self.connections_open -= 1
+
+    def over_capacity(self, conn):
+        """Whether ``conn``, just accepted, is past ``max_connections`` (0: no limit): then it is answered 503 with
+        ``Retry-After`` and closed at once, as nginx refuses past ``worker_connections``, instead of being kept
+        waiting with the others without bound. Called on the selector's thread (``cheroot_private``)."""
+        if not self.max_connections or self.connections_open <= self.max_connections or type(conn) is not Connection:
+            return False
+        answer_full(self, conn)
+        conn.close()
+        return True
 
     def put_conn(self, conn):
         """Put ``conn`` back in the selector, as cheroot does, with a deadline that cheroot's expiry of idle

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from .http import exchange, raw_request
+from .waiting import eventually
 from .wsgi import serving
 
 
@@ -187,3 +188,26 @@ def test_keep_alive_closes_an_idle_connection_after_its_seconds():
             server.bind_addr[1], b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", end_of_input=True
         )
     assert b"Keep-Alive: timeout=7" in answer
+
+
+def test_past_max_connections_a_new_connection_gets_503_and_the_others_are_served():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    request = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    with serving(app, max_connections=2) as server:
+        held = [socket.create_connection(server.bind_addr, timeout=5) for _ in range(2)]
+        try:
+            eventually(lambda: server.connections_open == 2)
+            answer = raw_request(server.bind_addr[1], request)
+            assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and b"Retry-After: 1\r\n" in answer
+            held[0].sendall(request)  # the connections already open are served
+            assert held[0].recv(65536).startswith(b"HTTP/1.1 200 OK")
+            held[0].close()
+            eventually(lambda: server.connections_open == 1)
+            assert raw_request(server.bind_addr[1], request).startswith(b"HTTP/1.1 200 OK")
+        finally:
+            for sock in held:
+                sock.close()
+        eventually(lambda: server.connections_open == 0)

@@ -95,8 +95,10 @@ class ConnectionManager(cheroot_connections.ConnectionManager):
     (``OUT_OF_DESCRIPTORS``) handed to ``server.pause_accepting(error)`` instead of raised. cheroot let it out of
     its loop: ``serve()`` logged a traceback and looped at once, ten thousand times a second at 100% CPU (the
     listening socket stays readable), and each turn reset the timer of its expiry of idle connections and dropped
-    the other connections that were ready, so no connection was ever closed and no descriptor came free. Its
-    private ``_from_server_socket`` is extended, calling ``super()``; ``accept_pausing`` installs it."""
+    the other connections that were ready, so no connection was ever closed and no descriptor came free. And a
+    connection accepted past ``server.max_connections`` is handed to ``server.over_capacity(conn)`` (a 503, then
+    closed) instead of to the server. Its private ``_from_server_socket`` is extended, calling ``super()``;
+    ``accept_pausing`` installs it."""
 
     def _from_server_socket(self, server_socket):
         try:
@@ -108,6 +110,8 @@ class ConnectionManager(cheroot_connections.ConnectionManager):
             return None
         if conn is not None and self.server.accept_paused_since is not None:
             self.server.accepting_again()
+        if conn is not None and self.server.over_capacity(conn):
+            return None
         return conn
 
 

@@ -27,7 +27,17 @@ from .parser import Refusal
 from .response import plain_response
 from .tls import handshake
 
-__all__ = ["CLOSED", "READ_AT_ONCE", "READY", "WAIT", "answer", "answer_busy", "receive", "send_now"]
+__all__ = [
+    "CLOSED",
+    "READ_AT_ONCE",
+    "READY",
+    "WAIT",
+    "answer",
+    "answer_busy",
+    "answer_full",
+    "receive",
+    "send_now",
+]
 
 READY, WAIT, CLOSED = "ready", "wait", "closed"
 
@@ -157,3 +167,18 @@ def answer_busy(server, conn):
         extra=(("Retry-After", "1"),),
     )
     shut(conn.socket)
+
+
+def answer_full(server, conn):
+    """Answer ``conn``, just accepted past ``server.max_connections``, with a 503 and ``Retry-After: 1`` (over TLS,
+    where nothing can be said before a handshake, it is only closed); the caller closes it. The client's request is
+    not read."""
+    if not conn.tls:
+        answer(
+            server,
+            conn,
+            "503 Service Unavailable",
+            "Too many connections: retry later.\n",
+            None,
+            extra=(("Retry-After", "1"),),
+        )

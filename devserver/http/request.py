@@ -147,6 +147,7 @@ class Connection(cheroot_server.HTTPConnection):
         # A new connection's handshake and first head are read on the selector's thread (Server.process_conn): a
         # flood of silent or slow connections wakes no worker.
         self.read_deadline = time.time() + server.header_timeout
+        self.counted = server.connection_opened()
 
     def communicate(self):
         """cheroot's ``communicate`` for the request in ``message``, then its body closed. A request that waited
@@ -161,6 +162,9 @@ class Connection(cheroot_server.HTTPConnection):
                 message.close()
 
     def close(self):
+        if self.counted:
+            self.counted = False
+            self.server.connection_closed()
         if self.incomplete:
             # Part of a request came, the rest not in time (the selector expired it): say so (RFC 9110 §15.5.9),
             # without waiting on a client that may not read.

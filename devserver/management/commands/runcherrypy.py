@@ -52,6 +52,7 @@ SERVER_OPTIONS = (
     "header_timeout",
     "socket_mode",
     "keep_alive",
+    "max_connections",
     "backlog",
 )
 RESOLVED_OPTIONS = (
