@@ -419,6 +419,18 @@ OPTIONS = (
         keyword="header_timeout",
     ),
     Option(
+        "request_timeout",
+        "Seconds after which a request still running is logged once, at WARNING, with its method, path, client, "
+        "worker and the stack of its thread (it is not cut off: a thread cannot be killed). 0: never. "
+        "In production, a value above the slowest legitimate request: 30.",
+        flags=("--request-timeout",),
+        setting="RUNCHERRYPY_REQUEST_TIMEOUT",
+        convert=seconds,
+        default=0,
+        metavar="SECONDS",
+        keyword="request_timeout",
+    ),
+    Option(
         "keep_alive",
         "Seconds an idle keep-alive connection is kept open for its next request; then it is closed. 0: every "
         "response closes its connection.",

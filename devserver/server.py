@@ -35,6 +35,7 @@ from .options import DEFAULT_MAX_THREADS, OPTIONS_BY_NAME
 from .pool import PoolSizer
 from .proxy import ForwardedHeaders
 from .streams import OpenStreams
+from .stuck import InFlight, StuckWatcher
 
 __all__ = [
     "SCGIServer",
@@ -111,6 +112,7 @@ class Server(wsgi.Server):
         header_timeout=OPTIONS_BY_NAME["header_timeout"].default,
         keep_alive=OPTIONS_BY_NAME["keep_alive"].default,
         max_connections=OPTIONS_BY_NAME["max_connections"].default,
+        request_timeout=OPTIONS_BY_NAME["request_timeout"].default,
         socket_mode=None,
         socket_owner=None,
         listening_socket=None,
@@ -135,6 +137,9 @@ class Server(wsgi.Server):
         self.header_timeout = header_timeout
         self.keep_alive = keep_alive
         self.max_connections = max_connections
+        self.request_timeout = request_timeout
+        self.in_flight = InFlight() if request_timeout else None  # for --request-timeout only: no cost otherwise
+        self._stuck_watcher = None
         self.connections_open = 0  # open HTTP connections (Connection), counted under _counting
         self._counting = threading.Lock()
         self.socket_mode = socket_mode
@@ -203,6 +208,9 @@ class Server(wsgi.Server):
         # Also for a pool that cannot grow: it answers 503 to requests that wait too long for a thread.
         self.pool_sizer = PoolSizer(self.requests, server=self)
         self.pool_sizer.start()
+        if self.in_flight is not None:
+            self._stuck_watcher = StuckWatcher(self.in_flight, self.request_timeout)
+            self._stuck_watcher.start()
 
     draining = False
     """Set while stopping: each response closes its connection."""
@@ -227,6 +235,8 @@ class Server(wsgi.Server):
         # The sizer must not grow the pool while cheroot takes it down.
         if self.pool_sizer is not None:
             self.pool_sizer.stop()
+        if self._stuck_watcher is not None:
+            self._stuck_watcher.stop()
         self._stopping_threads = pool_threads(self.requests)
         if running and self._waker is not None:
             self._waker.wake(self)

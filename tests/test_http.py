@@ -212,3 +212,18 @@ def test_at_max_threads_the_log_says_requests_are_waiting(start_server):
     assert statuses == [200] * 8
     assert elapsed >= 2  # 4 workers at most: two rounds
     assert server.wait_for(re.compile(r"All 4 worker threads are busy and \d+ requests are waiting"))
+
+
+@pytest.mark.slow
+def test_a_request_past_request_timeout_is_logged_once_with_its_stack(start_server):
+    running = start_server("127.0.0.1:0", "--noreload", "--request-timeout", "0.3")
+    status, _, _ = fetch(running.url, "/sleep/?seconds=1.5")
+    assert status == 200  # reported, not cut off
+    line = running.wait_for(re.compile(r"A request has run for \S+ s \(--request-timeout 0.3\): (.*)"))
+    assert line[1].startswith(f"GET /sleep/?seconds=1.5 from 127.0.0.1, in worker {running.process.pid}, thread ")
+    output = running.output
+    assert re.search(r'tests/project/views\.py", line \d+, in sleep\n\s+time\.sleep\(seconds\)', output), output
+    assert output.count("A request has run for") == 1  # once, however long it runs
+    fetch(running.url, "/sleep/?seconds=0")
+    assert running.stop() == 0
+    assert running.output.count("A request has run for") == 1

@@ -132,6 +132,9 @@ class Gateway(wsgi.Gateway_10):
     def respond(self):
         response = None
         returned = False
+        in_flight = self.req.server.in_flight  # --request-timeout: devserver.stuck
+        if in_flight is not None:
+            in_flight.begin(self)
         try:
             response = self.req.server.wsgi_app(self.env, self.start_response)
             returned = True
@@ -171,6 +174,8 @@ class Gateway(wsgi.Gateway_10):
                     if close is not None:
                         close()
                 finally:
+                    if in_flight is not None:
+                        in_flight.end()
                     self.log_access()
 
     def stream(self, response):

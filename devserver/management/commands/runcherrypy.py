@@ -53,6 +53,7 @@ SERVER_OPTIONS = (
     "socket_mode",
     "keep_alive",
     "max_connections",
+    "request_timeout",
     "backlog",
 )
 RESOLVED_OPTIONS = (
