@@ -301,6 +301,16 @@ OPTIONS = (
         metavar="N",
     ),
     Option(
+        "max_rss",
+        "With --workers: a worker whose resident memory passes MIB mebibytes is replaced the same way, and the log "
+        "says how much it held. 0: never.",
+        flags=("--max-rss",),
+        setting="RUNCHERRYPY_MAX_RSS",
+        convert=whole_number(0),
+        default=0,
+        metavar="MIB",
+    ),
+    Option(
         "pidfile",
         "Write the process id (the master's with --workers, the reloader's parent's with the reloader: the process "
         "that lasts) to FILE once the sockets are bound; removed on exit.",

@@ -43,7 +43,8 @@ KILL_AFTER = 1.0
 the master kills it: a worker ends itself then, and this only catches one that cannot."""
 
 WORKER_ENV = "RUNCHERRYPY_WORKER"
-"""Set by the master in each worker's environment: ``"FD,FD,...:READY_FD"``."""
+"""Set by the master in each worker's environment: ``"FD,FD,...:READY_FD:NUMBER"`` (the number counts the workers
+started, replacements included, for the process title)."""
 
 
 class WorkerLink:
@@ -80,6 +81,25 @@ class WorkerLink:
 
         threading.Thread(target=watch, name="runcherrypy-master-watch", daemon=True).start()
 
+    def watch_memory(self, max_rss, say, interval=1.0):
+        """A daemon thread that asks once to be replaced (``--max-rss``) when this process's resident memory is past
+        ``max_rss`` MiB, looked at every ``interval`` seconds, and ``say``s why with the figure (gunicorn issue
+        3581; granian's ``--workers-max-rss``)."""
+
+        def watch():
+            while not self._recycle_asked:
+                rss = resident_mib()
+                if rss is not None and rss > max_rss:
+                    say(
+                        f"Worker {os.getpid()}: resident memory {rss:.0f} MiB is past --max-rss {max_rss} MiB: "
+                        "it is replaced, as --max-requests replaces a worker."
+                    )
+                    self.recycle()
+                    return
+                time.sleep(interval)
+
+        threading.Thread(target=watch, name="runcherrypy-max-rss", daemon=True).start()
+
     def counting(self, application, max_requests):
         """``application``, asking to be recycled after ``max_requests`` (plus up to 10% jitter) requests."""
         limit = max_requests + random.randint(0, max_requests // 10)
@@ -93,14 +113,36 @@ class WorkerLink:
         return counted
 
 
+def resident_mib():
+    """This process's resident memory in MiB (from ``/proc/self/statm``), or ``None`` where that cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as file:
+            pages = int(file.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
 def worker_link(environ=None):
     """The ``WorkerLink`` of a worker process (from ``WORKER_ENV``, which is then removed), or ``None``."""
     environ = os.environ if environ is None else environ
     value = environ.pop(WORKER_ENV, None)
     if not value:
         return None
-    descriptors, _, ready = value.partition(":")
+    descriptors, _, rest = value.partition(":")
+    ready, _, number = rest.partition(":")
+    set_title(f"runcherrypy worker {number}" if number else "runcherrypy worker")
     return WorkerLink([int(fd) for fd in descriptors.split(",") if fd], int(ready))
+
+
+def set_title(title):
+    """Name this process ``title`` in ``ps`` and ``top`` (``setproctitle``, an optional dependency: the
+    ``proctitle`` extra); without it, nothing changes."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(title)
 
 
 class _Worker:
@@ -136,6 +178,7 @@ class Master:
         self.say = say
         self.on_ready = on_ready
         self.workers = []
+        self.spawned = 0  # workers started, for their process titles
         self.selector = selectors.DefaultSelector()
         self.signals = []
         self.started = False  # every first worker has been ready
@@ -149,7 +192,8 @@ class Master:
     def spawn(self):
         read_fd, write_fd = os.pipe()
         descriptors = [sock.fileno() for sock in self.sockets]
-        environ = {**self.environ, WORKER_ENV: f"{','.join(map(str, descriptors))}:{write_fd}"}
+        self.spawned += 1
+        environ = {**self.environ, WORKER_ENV: f"{','.join(map(str, descriptors))}:{write_fd}:{self.spawned}"}
         try:
             process = subprocess.Popen(self.arguments, env=environ, pass_fds=(*descriptors, write_fd))
         finally:
@@ -285,6 +329,7 @@ class Master:
     # The loop
 
     def run(self):
+        set_title("runcherrypy master")
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)

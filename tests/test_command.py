@@ -64,6 +64,10 @@ LIMITS = {
     "max_request_body_size": 1024**3,
     "header_timeout": 10,
     "socket_mode": 0o660,
+    "keep_alive": 10,
+    "max_connections": 0,
+    "request_timeout": 0,
+    "request_queue_size": socket.SOMAXCONN,
 }
 
 

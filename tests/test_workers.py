@@ -3,10 +3,12 @@ die, replaced one by one on SIGHUP and after ``--max-requests`` without failing 
 
 import json
 import os
+import re
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -142,6 +144,27 @@ def test_max_requests_recycles_workers_without_failing_a_request(start_server):
     assert running.stop() == 0, "\n".join(line for line in running.lines if "GET" not in line)
 
 
+def test_max_rss_replaces_a_worker_past_it_and_says_how_much_it_held(start_server):
+    # 1 MiB: every worker is past it at once, so the first ones are replaced while requests come.
+    running = start_server("127.0.0.1:0", "--noreload", "--workers", "2", "--max-rss", "1")
+    load = Load(running, threads=2)
+    seen = set()
+
+    def three_seen():
+        seen.add(pid_of(running))
+        return len(seen) >= 3
+
+    try:
+        eventually(three_seen, timeout=60, interval=0)
+    finally:
+        load.stop()
+    assert load.failures == []
+    line = running.wait_for(re.compile(r"Worker (\d+): resident memory (\d+) MiB is past --max-rss 1 MiB"))
+    assert int(line[2]) > 1
+    assert "starting another" not in running.output  # replaced, not died
+    assert running.stop() == 0
+
+
 def test_a_broken_deploy(start_server, tmp_path):
     broken = tmp_path / "broken"
     # At start-up: the master stops, with status 1.
@@ -175,3 +198,19 @@ def test_workers_stop_when_the_master_is_killed(start_server):
     pids = answering(running)
     running.process.kill()
     eventually(lambda: not any(alive(pid) for pid in pids), timeout=15, interval=0.1)
+
+
+def test_the_processes_are_named_for_ps_and_top(start_server):
+    """With the proctitle extra (setproctitle): ``ps`` and ``top`` tell the master from its workers."""
+    pytest.importorskip("setproctitle", reason="the proctitle extra is not installed")
+    running = start_server("127.0.0.1:0", "--noreload", "--workers", "2")
+
+    def titles():
+        master = running.process.pid
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        names = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode() for pid in children]
+        return sorted(names) if len(names) == 2 else None
+
+    assert Path(f"/proc/{running.process.pid}/cmdline").read_bytes().split(b"\0")[0] == b"runcherrypy master"
+    assert eventually(titles) == ["runcherrypy worker 1", "runcherrypy worker 2"]
+    assert running.stop() == 0

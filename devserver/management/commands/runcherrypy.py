@@ -69,6 +69,7 @@ RESOLVED_OPTIONS = (
     "private_key",
     "workers",
     "max_requests",
+    "max_rss",
     "pidfile",
     "user",
     "group",
@@ -338,6 +339,8 @@ class Command(RunserverCommand, Reporter):
         )
         if self.worker and self.values["max_requests"]:
             application = self.worker.counting(application, self.values["max_requests"])
+        if self.worker and self.values["max_rss"]:
+            self.worker.watch_memory(self.values["max_rss"], lambda message: self._say(self.stderr, message))
         if self.worker:
             addresses = list(self.passed_sockets)
         else:
