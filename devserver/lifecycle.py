@@ -84,6 +84,8 @@ class StopRequest:
     def __init__(self, on_first=None):
         self.requested = threading.Event()
         self.give_up = threading.Event()
+        self.again = threading.Event()  # a later signal, at any time (it cuts --shutdown-delay short)
+        self.first_signal = None
         self.on_first = on_first
         self._first_at = None
         self._lock = threading.Lock()
@@ -94,8 +96,11 @@ class StopRequest:
             first = self._first_at is None
             if first:
                 self._first_at = now
-            elif now - self._first_at > REPEAT_SIGNAL_WINDOW:
-                self.give_up.set()
+                self.first_signal = signum
+            else:
+                self.again.set()
+                if now - self._first_at > REPEAT_SIGNAL_WINDOW:
+                    self.give_up.set()
         if first:
             self.requested.set()
             if self.on_first is not None:
@@ -180,9 +185,10 @@ class Runner:
     SIGTERM would.
     """
 
-    def __init__(self, make_server, reporter, bind=None, link=None):
+    def __init__(self, make_server, reporter, bind=None, link=None, shutdown_delay=0.0):
         self.make_server = make_server
         self.reporter = reporter
+        self.shutdown_delay = shutdown_delay
         self.bind = bind
         self.link = link
         self.stop_request = StopRequest(on_first=self._on_first_stop)
@@ -234,8 +240,19 @@ class Runner:
         notify("READY=1")
         return thread
 
+    def _delays(self, signum):
+        """Whether a stop for ``signum`` waits ``shutdown_delay`` seconds first, serving on: SIGTERM (Kubernetes',
+        a load balancer's) in the foreground; not Ctrl-C, not under the reloader."""
+        return signum == signal.SIGTERM and self.shutdown_delay > 0 and not self._in_child and self.link is None
+
     def _on_first_stop(self, signum):
         notify("STOPPING=1")
+        if self._delays(signum):
+            self.reporter.notice(
+                f"Stopping in {self.shutdown_delay:g} s (--shutdown-delay): serving on meanwhile; a second signal "
+                "stops at once."
+            )
+            return
         self.reporter.stopping(self.server)
         if self._in_child:
             # At once, not at the watcher's next look (StatReloader: once a second).
@@ -274,6 +291,10 @@ class Runner:
             # runs again (seen under valgrind, where SIGTERM then went unanswered).
             while not self.stop_request.requested.wait(0.5):
                 pass
+            if self._delays(self.stop_request.first_signal):
+                # --shutdown-delay: serving on, accepting too, while load balancers take this server out.
+                self.stop_request.again.wait(self.shutdown_delay)
+                self.reporter.stopping(thread.server)
             outcome = stop_gracefully(thread.server, give_up=self.stop_request.give_up)
         if thread.error is not None:
             raise thread.error

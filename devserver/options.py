@@ -375,6 +375,16 @@ OPTIONS = (
         keyword="shutdown_timeout",
     ),
     Option(
+        "shutdown_delay",
+        "On SIGTERM, serve on (accepting too) for SECONDS before the graceful stop begins, while a load balancer "
+        "or Kubernetes takes this server out of its pool; a second signal stops at once. Not with Ctrl-C.",
+        flags=("--shutdown-delay",),
+        setting="RUNCHERRYPY_SHUTDOWN_DELAY",
+        convert=seconds,
+        default=0,
+        metavar="SECONDS",
+    ),
+    Option(
         "max_request_line",
         "The longest request line, in bytes; a longer one is answered 414.",
         flags=("--max-request-line",),

@@ -169,7 +169,7 @@ class Master:
     speaks (the command's stderr); ``on_ready()``: called once all the first workers serve (the banner).
     """
 
-    def __init__(self, sockets, arguments, count, *, environ, shutdown_timeout, say, on_ready=None):
+    def __init__(self, sockets, arguments, count, *, environ, shutdown_timeout, say, on_ready=None, shutdown_delay=0):
         self.sockets = sockets
         self.arguments = arguments
         self.count = count
@@ -183,6 +183,8 @@ class Master:
         self.signals = []
         self.started = False  # every first worker has been ready
         self.stopping_at = None
+        self.shutdown_delay = shutdown_delay
+        self.delay_until = None  # SIGTERM came; the stop begins then (--shutdown-delay)
         self.status = 0
         self.reloading = []  # workers still to replace on SIGHUP, in order
         self.reload_in_progress = False
@@ -299,7 +301,20 @@ class Master:
 
     def _handle(self, signum):
         if signum in (signal.SIGTERM, signal.SIGINT):
-            if self.stopping_at is None:
+            if (
+                self.stopping_at is None
+                and self.delay_until is None
+                and signum == signal.SIGTERM
+                and self.shutdown_delay
+            ):
+                self.delay_until = time.monotonic() + self.shutdown_delay
+                notify("STOPPING=1")
+                self.say(
+                    f"Stopping in {self.shutdown_delay:g} s (--shutdown-delay): the workers serve on meanwhile; a "
+                    "second signal stops at once."
+                )
+            elif self.stopping_at is None:
+                self.delay_until = None
                 self.stop(signum)
             elif time.monotonic() - self.stopping_at > REPEAT_SIGNAL_WINDOW:
                 self.say("Stopping without waiting: the workers give up their requests.")
@@ -355,6 +370,9 @@ class Master:
                 while self.signals:
                     self._handle(self.signals.pop(0))
                 self._reap()
+                if self.delay_until is not None and time.monotonic() >= self.delay_until:
+                    self.delay_until = None
+                    self.stop()
                 if (
                     self.stopping_at is not None
                     and time.monotonic() - self.stopping_at > self.shutdown_timeout + GRACE + KILL_AFTER

@@ -214,3 +214,30 @@ def test_the_processes_are_named_for_ps_and_top(start_server):
     assert Path(f"/proc/{running.process.pid}/cmdline").read_bytes().split(b"\0")[0] == b"runcherrypy master"
     assert eventually(titles) == ["runcherrypy worker 1", "runcherrypy worker 2"]
     assert running.stop() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_shutdown_delay_serves_on_after_sigterm_then_stops(start_server, workers):
+    """Kubernetes and load balancers take a server out of their pool some time after SIGTERM: for --shutdown-delay
+    it serves on, new connections too, and no request fails; then it stops gracefully, exit 0."""
+    running = start_server("127.0.0.1:0", "--noreload", "--workers", workers, "--shutdown-delay", "1.5")
+    load = Load(running, threads=2)
+    try:
+        eventually(lambda: load.count >= 5)
+        running.signal(signal.SIGTERM)
+        assert running.wait_for("Stopping in 1.5 s (--shutdown-delay)")
+        counted = load.count
+        eventually(lambda: load.count >= counted + 20)  # new connections, each request on its own, served
+        assert running.process.poll() is None
+    finally:
+        load.stop()
+    assert load.failures == []
+    assert running.process.wait(15) == 0
+
+
+def test_a_second_signal_cuts_the_shutdown_delay_short(start_server):
+    running = start_server("127.0.0.1:0", "--noreload", "--shutdown-delay", "60")
+    running.signal(signal.SIGTERM)
+    assert running.wait_for("Stopping in 60 s (--shutdown-delay)")
+    running.signal(signal.SIGTERM)
+    assert running.process.wait(15) == 0

@@ -70,6 +70,7 @@ RESOLVED_OPTIONS = (
     "workers",
     "max_requests",
     "max_rss",
+    "shutdown_delay",
     "pidfile",
     "user",
     "group",
@@ -216,7 +217,11 @@ class Command(RunserverCommand, Reporter):
             if self.values["workers"] > 1 and not self.worker:
                 self.run_master()
                 return
-            self.runner = Runner(self.make_server, self, bind=self.bind_for_children, link=self.reloader)
+            # A worker of --workers does not wait: its master waited before passing SIGTERM on.
+            delay = 0 if self.worker else self.values["shutdown_delay"]
+            self.runner = Runner(
+                self.make_server, self, bind=self.bind_for_children, link=self.reloader, shutdown_delay=delay
+            )
             if self.worker:
                 self.worker.watch_master(self.runner.stop)
             try:
@@ -263,6 +268,7 @@ class Command(RunserverCommand, Reporter):
                 shutdown_timeout=pool["shutdown_timeout"],
                 say=lambda message: self._say(self.stderr, message),
                 on_ready=lambda: (self.announce(self.socket_urls(sockets, made), capacity), notify("READY=1")),
+                shutdown_delay=self.values["shutdown_delay"],
             )
             status = master.run()
         finally:
