@@ -15,10 +15,21 @@ import sys
 import threading
 import time
 
-__all__ = ["FileAccessLog", "LoggerAccessLog", "access_logger"]
+__all__ = ["NO_ACCESS_FIELDS", "FileAccessLog", "LoggerAccessLog", "access_logger", "fields"]
 
 access_logger = logging.getLogger("django.server")
 """runserver's logger: LOGGING settings apply, and Django's ``ServerFormatter`` adds the time and colours."""
+
+
+NO_ACCESS_FIELDS = {
+    **dict.fromkeys(
+        ("client", "method", "path", "query", "protocol", "status", "bytes", "duration_ms", "referer", "user_agent")
+    ),
+    "worker": os.getpid(),
+    "status_code": None,
+}
+"""``extra`` for the other records of ``django.server`` (a stuck request, a certificate reloaded): the access
+fields, empty, so that a project's formatter that names them formats these too."""
 
 
 class LoggerAccessLog:
@@ -186,12 +197,14 @@ class FileAccessLog:
 
 
 def _quoted(text):
-    """``text`` for a quoted field of a log line: quotes and backslashes escaped as nginx escapes them, and control
-    characters too, so that the line stays parseable and one line."""
+    """``text`` for a quoted field of a log line: quotes, backslashes, control characters and every byte past ASCII
+    escaped as nginx escapes them (``\\xHH``), so that the line stays parseable and one line."""
     if '"' in text or "\\" in text:
         text = text.replace("\\", "\\x5C").replace('"', "\\x22")
-    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in text):
-        text = "".join(f"\\x{ord(c):02X}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
+    if not text.isascii() or any(ord(character) < 0x20 or ord(character) == 0x7F for character in text):
+        # Past ASCII too: U+0085 (NEL) and U+2028 are line ends to str.splitlines(), and a log reader.
+        text = "".join(f"\\x{ord(c):02X}" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0xFF else c for c in text)
+        text = "".join(f"\\u{ord(c):04X}" if ord(c) > 0xFF else c for c in text)
     return text
 
 

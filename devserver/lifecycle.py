@@ -78,14 +78,17 @@ class StopRequest:
     ``stop()`` from a signal handler while ``serve()`` runs deadlocks), and the thread that waits acts.
 
     ``requested`` is set by the first request; ``give_up`` by a later signal, more than ``REPEAT_SIGNAL_WINDOW``
-    seconds after it. ``on_first(signum)`` is called on the first (``signum`` is ``None`` for ``request()``).
+    seconds after it (a duplicate within it is ignored), or ``again`` instead while ``delaying``
+    (``--shutdown-delay``: the graceful stop then begins at once). ``on_first(signum)`` is called on the first
+    (``signum`` is ``None`` for ``request()``).
     """
 
     def __init__(self, on_first=None):
         self.requested = threading.Event()
         self.give_up = threading.Event()
-        self.again = threading.Event()  # a later signal, at any time (it cuts --shutdown-delay short)
+        self.again = threading.Event()  # a later signal during --shutdown-delay: stop gracefully now
         self.first_signal = None
+        self.delaying = False  # set by the runner while --shutdown-delay runs
         self.on_first = on_first
         self._first_at = None
         self._lock = threading.Lock()
@@ -97,9 +100,10 @@ class StopRequest:
             if first:
                 self._first_at = now
                 self.first_signal = signum
-            else:
-                self.again.set()
-                if now - self._first_at > REPEAT_SIGNAL_WINDOW:
+            elif now - self._first_at > REPEAT_SIGNAL_WINDOW:  # not a duplicate of the first (kill and systemd)
+                if self.delaying:
+                    self.again.set()  # during --shutdown-delay: the graceful stop begins now
+                else:
                     self.give_up.set()
         if first:
             self.requested.set()
@@ -293,7 +297,9 @@ class Runner:
                 pass
             if self._delays(self.stop_request.first_signal):
                 # --shutdown-delay: serving on, accepting too, while load balancers take this server out.
+                self.stop_request.delaying = True
                 self.stop_request.again.wait(self.shutdown_delay)
+                self.stop_request.delaying = False
                 self.reporter.stopping(thread.server)
             outcome = stop_gracefully(thread.server, give_up=self.stop_request.give_up)
         if thread.error is not None:

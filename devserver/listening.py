@@ -50,7 +50,14 @@ def listen_on(address, *, socket_mode=None, owner=None, backlog=socket.SOMAXCONN
             try:
                 sock.bind(address)
                 if owner is not None:
-                    os.chown(address, *owner)
+                    try:
+                        os.chown(address, *owner)
+                    except OSError as error:
+                        with contextlib.suppress(OSError):
+                            os.unlink(address)  # not left behind, bound by nobody
+                        raise OSError(
+                            error.errno, f"cannot give it to user {owner[0]}, group {owner[1]} ({error.strerror})"
+                        ) from None
                 if socket_mode is not None:
                     os.chmod(address, socket_mode)
                 sock.listen(backlog)

@@ -12,6 +12,8 @@ import threading
 import time
 import traceback
 
+from .access_log import NO_ACCESS_FIELDS
+
 __all__ = ["InFlight", "StuckWatcher"]
 
 logger = logging.getLogger("django.server")
@@ -23,16 +25,13 @@ class InFlight:
     reported yet, as ``(thread id, gateway, seconds)``."""
 
     def __init__(self):
-        self._requests = {}  # thread id -> (gateway, time.monotonic() it began)
-        self._reported = set()
+        self._requests = {}  # thread id -> [gateway, time.monotonic() it began, reported]
 
     def begin(self, gateway):
-        self._requests[threading.get_ident()] = (gateway, time.monotonic())
+        self._requests[threading.get_ident()] = [gateway, time.monotonic(), False]
 
     def end(self):
-        ident = threading.get_ident()
-        self._requests.pop(ident, None)
-        self._reported.discard(ident)
+        self._requests.pop(threading.get_ident(), None)
 
     def __len__(self):
         return len(self._requests)
@@ -40,16 +39,17 @@ class InFlight:
     def stuck(self, timeout):
         now = time.monotonic()
         found = []
-        for ident, (gateway, began) in list(self._requests.items()):
-            if now - began >= timeout and ident not in self._reported:
-                self._reported.add(ident)
+        for ident, entry in list(self._requests.items()):
+            gateway, began, reported = entry
+            if not reported and now - began >= timeout:
+                entry[2] = True  # this request's own entry: a thread's next request has a new one
                 found.append((ident, gateway, now - began))
         return found
 
     def count_over(self, timeout):
         """How many requests have run for ``timeout`` seconds or more."""
         now = time.monotonic()
-        return sum(1 for _, began in list(self._requests.values()) if now - began >= timeout)
+        return sum(1 for _, began, _ in list(self._requests.values()) if now - began >= timeout)
 
 
 class StuckWatcher(threading.Thread):
@@ -89,5 +89,5 @@ def report(ident, gateway, seconds, timeout):
         os.getpid(),
         thread,
         stack.rstrip(),
-        extra={"status_code": 0, "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
+        extra={**NO_ACCESS_FIELDS, "server_time": time.strftime("%d/%b/%Y %H:%M:%S")},
     )

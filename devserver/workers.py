@@ -131,7 +131,8 @@ def worker_link(environ=None):
         return None
     descriptors, _, rest = value.partition(":")
     ready, _, number = rest.partition(":")
-    set_title(f"runcherrypy worker {number}" if number else "runcherrypy worker")
+    project = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+    set_title(f"runcherrypy worker {number} {project}".rstrip())
     return WorkerLink([int(fd) for fd in descriptors.split(",") if fd], int(ready))
 
 
@@ -185,6 +186,7 @@ class Master:
         self.stopping_at = None
         self.shutdown_delay = shutdown_delay
         self.delay_until = None  # SIGTERM came; the stop begins then (--shutdown-delay)
+        self.delay_began = None
         self.status = 0
         self.reloading = []  # workers still to replace on SIGHUP, in order
         self.reload_in_progress = False
@@ -301,13 +303,16 @@ class Master:
 
     def _handle(self, signum):
         if signum in (signal.SIGTERM, signal.SIGINT):
+            if self.delay_until is not None and time.monotonic() - self.delay_began < REPEAT_SIGNAL_WINDOW:
+                return  # a duplicate of the SIGTERM that began the delay
             if (
                 self.stopping_at is None
                 and self.delay_until is None
                 and signum == signal.SIGTERM
                 and self.shutdown_delay
             ):
-                self.delay_until = time.monotonic() + self.shutdown_delay
+                self.delay_began = time.monotonic()
+                self.delay_until = self.delay_began + self.shutdown_delay
                 notify("STOPPING=1")
                 self.say(
                     f"Stopping in {self.shutdown_delay:g} s (--shutdown-delay): the workers serve on meanwhile; a "
@@ -344,7 +349,7 @@ class Master:
     # The loop
 
     def run(self):
-        set_title("runcherrypy master")
+        set_title(f"runcherrypy master {os.environ.get('DJANGO_SETTINGS_MODULE', '')}".rstrip())
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)

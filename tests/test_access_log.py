@@ -100,7 +100,7 @@ def test_access_log_errors_are_one_line(tmp_path):
 def test_combined_and_json_lines(tmp_path):
     """combined: the referer and the user agent after the common fields, quoted and escaped; json: one object a
     line, escaped by the JSON encoder, so that a client's quotes, backslashes or line ends forge nothing."""
-    agent = 'curl/8 "x" \\ \n{"status": 200}'
+    agent = 'curl/8 "x" \\ \n{"status": 200}\x85caf\xe9'
     combined, lines = tmp_path / "combined.log", tmp_path / "json.log"
     for path, form in ((combined, "combined"), (lines, "json")):
         log = FileAccessLog(str(path), form=form)
@@ -108,7 +108,11 @@ def test_combined_and_json_lines(tmp_path):
         log.log("192.0.2.2", "-", 408, 16, 0.0)
         log.close()
     first, second = combined.read_text().splitlines()
-    assert first.endswith(' "https://example.com/" "curl/8 \\x22x\\x22 \\x5C \\x0A{\\x22status\\x22: 200}"')
+    # Past ASCII escaped too: U+0085 (NEL) is a line end to str.splitlines() and to log readers.
+    assert first.endswith(
+        ' "https://example.com/" "curl/8 \\x22x\\x22 \\x5C \\x0A{\\x22status\\x22: 200}\\x85caf\\xE9"'
+    )
+    assert len(combined.read_text().splitlines()) == 2
     assert LINE.match(first)["request"] == "GET /a?b=1 HTTP/1.1" and second.endswith(' "-" "-"')
     records = [json.loads(line) for line in lines.read_text().splitlines()]
     assert len(records) == 2

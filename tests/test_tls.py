@@ -318,3 +318,24 @@ def test_key_and_certificate_errors_name_the_file_and_what_is_wrong(tmp_path, pe
         assert str(raised.value).startswith(message), str(raised.value)
         assert "\n" not in str(raised.value) and "PEM lib" not in str(raised.value)
     assert load_adapter(certificate, key) is not None
+
+
+def test_a_leaf_is_never_reused_from_an_authority_that_is_gone(tmp_path):
+    """A leaf names its authority: when the authority is made again, no leaf of the old one is served, and a leaf
+    is valid for at most 825 days (Apple's platforms refuse longer ones)."""
+    from cryptography import x509
+
+    from devserver.http.tls import self_signed
+
+    first = self_signed(["localhost"], tmp_path)
+    again = self_signed(["localhost"], tmp_path)
+    assert first.new_authority and not again.new_authority and again.certificate == first.certificate  # reused
+    for path in tmp_path.glob("rootCA*"):
+        path.unlink()
+    second = self_signed(["localhost"], tmp_path)
+    assert second.new_authority and second.certificate != first.certificate
+    assert not Path(first.certificate).exists()
+    authority = x509.load_pem_x509_certificate(Path(second.authority).read_bytes())
+    leaf = x509.load_pem_x509_certificate(Path(second.certificate).read_bytes())
+    assert leaf.issuer == authority.subject
+    assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc).days <= 825

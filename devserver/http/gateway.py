@@ -138,6 +138,10 @@ class Gateway(wsgi.Gateway_10):
         try:
             response = self.req.server.wsgi_app(self.env, self.start_response)
             returned = True
+            if in_flight is not None and (type(response) is FileIterator or is_stream(response)):
+                # A file or a stream may take as long as its client reads: not a stuck request.
+                in_flight.end()
+                in_flight = None
             self.response_length = self.remaining_bytes_out
             if self.req.method == b"HEAD":
                 if type(response) is not FileIterator:

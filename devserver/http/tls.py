@@ -6,7 +6,7 @@ the ``self-signed`` extra), not by hand.
 """
 
 import contextlib
-import fcntl
+import datetime
 import getpass
 import hashlib
 import logging
@@ -14,11 +14,14 @@ import os
 import re
 import socket
 import ssl
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from ..access_log import NO_ACCESS_FIELDS
 from .response import plain_response
 
 __all__ = [
@@ -98,6 +101,10 @@ def _check_pem(certificate, private_key):
         )
 
 
+def _no_passphrase():
+    raise ValueError("the private key is encrypted")
+
+
 def _legacy_encrypted(path):
     """Whether a traditional PEM private key says ``Proc-Type: 4,ENCRYPTED`` (RFC 1421 headers)."""
     with open(path, "rb") as file:
@@ -122,8 +129,16 @@ def authority_folder():
     (``~/.local/share/runcherrypy``), as mkcert keeps one per user."""
     if os.environ.get(AUTHORITY_ENV):
         return Path(os.environ[AUTHORITY_ENV])
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    home = os.path.expanduser("~")
+    if home == "~":  # no HOME and no passwd entry: not a folder relative to wherever this runs
+        home = os.path.join(tempfile.gettempdir(), f"runcherrypy-{os.getuid()}")
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
     return Path(data) / "runcherrypy"
+
+
+LEAF_DAYS = 800
+"""Days a leaf certificate is valid (Apple's platforms refuse a server certificate valid for more than 825 days, even
+from an authority the user added); a leaf is issued again when less than a tenth of that is left."""
 
 
 def self_signed(hosts, directory=None):
@@ -131,14 +146,15 @@ def self_signed(hosts, directory=None):
     issued by the user's local certificate authority in ``directory`` (``authority_folder()`` by default), which
     is made the first time (``rootCA.pem``, and its key ``rootCA-key.pem`` readable by the user only, in a folder
     of mode 0700) and reused after, so that a browser told to trust it once trusts every later run. The leaf is
-    kept beside it, one for each set of names, and reused. Nothing is left anywhere else (each run made a new
-    authority in a folder of its own under ``/tmp``, and never removed it). ``TLSError`` when ``trustme`` is not
-    installed, or the folder cannot be written."""
+    kept beside it, one for each set of names and authority (its name holds both), valid ``LEAF_DAYS`` and issued
+    again near its end. Files are written whole (a temporary file renamed). Nothing is left anywhere else (each
+    run made a new authority in a folder of its own under ``/tmp``, and never removed it). ``TLSError`` when
+    ``trustme`` is not installed, or the folder cannot be written (it names ``$RUNCHERRYPY_CA_DIR``)."""
+    import fcntl  # POSIX only: runcherrypy serves there
+
     hosts = tuple(dict.fromkeys(host.strip("[]") for host in hosts if _CERTIFIABLE.fullmatch(host.strip("[]"))))
     folder = Path(directory) if directory else authority_folder()
-    name = "leaf-" + hashlib.sha256(",".join(sorted(hosts)).encode()).hexdigest()[:16]
     authority_path, authority_key = folder / "rootCA.pem", folder / "rootCA-key.pem"
-    made = SelfSigned(str(folder / f"{name}.pem"), str(folder / f"{name}-key.pem"), str(authority_path), hosts)
     try:
         import trustme
     except ImportError:
@@ -149,26 +165,43 @@ def self_signed(hosts, directory=None):
             fcntl.flock(lock, fcntl.LOCK_EX)  # the reloader's parent and a test's live server may start at once
             new = not (authority_path.exists() and authority_key.exists())
             if new:
+                for stale in folder.glob("leaf-*"):  # issued by an authority that is gone
+                    stale.unlink()
                 authority = trustme.CA(organization_name=f"runcherrypy local authority ({_whoami()})")
-                _write_private(authority_key, authority.private_key_pem.bytes())
-                authority.cert_pem.write_to_path(str(authority_path))
-            elif os.path.exists(made.certificate) and os.path.exists(made.private_key):
-                return made
+                _write_whole(authority_key, authority.private_key_pem.bytes(), private=True)
+                _write_whole(authority_path, authority.cert_pem.bytes())
             else:
+                authority = None
+            signer = hashlib.sha256(authority_path.read_bytes()).hexdigest()[:8]
+            name = f"leaf-{signer}-" + hashlib.sha256(",".join(sorted(hosts)).encode()).hexdigest()[:16]
+            made = SelfSigned(str(folder / f"{name}.pem"), str(folder / f"{name}-key.pem"), str(authority_path), hosts)
+            fresh = time.time() - LEAF_DAYS * 86400 * 0.9
+            if not new and all(
+                os.path.exists(path) and os.path.getmtime(path) > fresh for path in (made.certificate, made.private_key)
+            ):
+                return made
+            if authority is None:
                 authority = trustme.CA.from_pem(authority_path.read_bytes(), authority_key.read_bytes())
-            issued = authority.issue_cert(*hosts)
-            _write_private(Path(made.private_key), issued.private_key_pem.bytes())
-            Path(made.certificate).write_bytes(b"".join(pem.bytes() for pem in issued.cert_chain_pems))
+            now = datetime.datetime.now(datetime.UTC)
+            issued = authority.issue_cert(*hosts, not_after=now + datetime.timedelta(days=LEAF_DAYS))
+            _write_whole(Path(made.private_key), issued.private_key_pem.bytes(), private=True)
+            _write_whole(Path(made.certificate), b"".join(pem.bytes() for pem in issued.cert_chain_pems))
     except OSError as error:
-        raise TLSError(f"Cannot keep the local certificate authority in {folder}: {error.strerror or error}.") from None
+        raise TLSError(
+            f"Cannot keep the local certificate authority in {folder}: {error.strerror or error} (set "
+            f"${AUTHORITY_ENV} to a folder this user may write)."
+        ) from None
     return SelfSigned(made.certificate, made.private_key, made.authority, hosts, new_authority=new)
 
 
-def _write_private(path, data):
-    """Write ``data`` to ``path`` readable by its owner only, from the start (not chmod'ed after)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_whole(path, data, private=False):
+    """Write ``data`` to ``path`` through a temporary file renamed over it, so that no reader finds it half
+    written; ``private``: readable by its owner only, from the start."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
+    os.replace(temporary, path)
 
 
 def _whoami():
@@ -182,10 +215,11 @@ def trust_instructions(authority):
     """How to trust the local authority at ``authority`` once, the mkcert way (lines of text)."""
     return [
         f"  A local certificate authority was made for --self-signed: {authority}. Trust it once:",
-        f"    curl: --cacert {authority}; Python: SSL_CERT_FILE={authority}",
-        f"    Debian, Ubuntu (system, Chromium): sudo cp {authority} /usr/local/share/ca-certificates/runcherrypy.crt"
-        " && sudo update-ca-certificates",
-        f"    Firefox, Chrome (per user): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n runcherrypy -i {authority}",
+        f"    curl: --cacert {authority}; Python: SSL_CERT_FILE={authority} (requests: REQUESTS_CA_BUNDLE)",
+        f"    Debian, Ubuntu (the system's store: curl, Python, wget): sudo cp {authority} "
+        "/usr/local/share/ca-certificates/runcherrypy.crt && sudo update-ca-certificates",
+        f"    Chromium, Chrome on Linux: certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n runcherrypy -i {authority}",
+        f"    Firefox: Settings, Privacy & Security, Certificates, View Certificates, Authorities, Import {authority}",
         f"    macOS: sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {authority}",
     ]
 
@@ -224,13 +258,19 @@ class TLSAdapter(BuiltinSSLAdapter):
         self._reload = False
         context = ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH)
         try:
-            context.load_cert_chain(self.certificate, self.private_key)
-        except (OSError, ssl.SSLError) as error:
-            tls_logger.error("The certificate was not reloaded (the one loaded before stays in use): %s", error)
+            _check_pem(self.certificate, self.private_key)
+            # A password callback that refuses: OpenSSL would otherwise ask on the terminal, from this thread.
+            context.load_cert_chain(self.certificate, self.private_key, password=_no_passphrase)
+        except (OSError, ssl.SSLError, TLSError) as error:
+            tls_logger.error(
+                "The certificate was not reloaded (the one loaded before stays in use): %s",
+                error,
+                extra=NO_ACCESS_FIELDS,
+            )
             return
         self._configure(context)
         self.context = context
-        tls_logger.info("Certificate reloaded from %s.", self.certificate)
+        tls_logger.info("Certificate reloaded from %s.", self.certificate, extra=NO_ACCESS_FIELDS)
 
     def wrap(self, sock):
         if self._reload:

@@ -28,6 +28,9 @@ HTTP_ONLY = (
     "access_log_format",
     "max_request_line",
     "max_headers",
+    "keep_alive",
+    "max_connections",
+    "request_timeout",
 )
 WRITE_TIMEOUT = 10.0
 """Seconds each write of ``--inetd``'s response may take: cheroot's ``timeout``, which the long-running server
