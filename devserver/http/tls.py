@@ -183,7 +183,11 @@ def self_signed(hosts, directory=None):
             if authority is None:
                 authority = trustme.CA.from_pem(authority_path.read_bytes(), authority_key.read_bytes())
             now = datetime.datetime.now(datetime.UTC)
-            issued = authority.issue_cert(*hosts, not_after=now + datetime.timedelta(days=LEAF_DAYS))
+            issued = authority.issue_cert(
+                *hosts,  # from a day back (clocks differ); trustme's default dates from the year 2000
+                not_before=now - datetime.timedelta(days=1),
+                not_after=now + datetime.timedelta(days=LEAF_DAYS - 1),
+            )
             _write_whole(Path(made.private_key), issued.private_key_pem.bytes(), private=True)
             _write_whole(Path(made.certificate), b"".join(pem.bytes() for pem in issued.cert_chain_pems))
     except OSError as error:
