@@ -399,8 +399,9 @@ OPTIONS = (
     ),
     Option(
         "access_log",
-        "Write the access log to FILE (`-`: standard output) in the common log format, with the duration; "
-        "SIGUSR1 reopens it, for log rotation. Without it, each response goes to the `django.server` logger.",
+        "Write the access log to FILE (`-`: standard output) in the form of --access-log-format (the common log "
+        "format, with the duration, by default); SIGUSR1 reopens it, for log rotation. Without it, each response "
+        "goes to the `django.server` logger.",
         flags=("--access-log",),
         setting="RUNCHERRYPY_ACCESS_LOG",
         convert=text,

@@ -245,21 +245,46 @@ def test_no_request_fails_through_20_reloads(project, reloading):
     assert server.output.count("Starting cheroot server at") == 21
 
 
+def reconnected_stream(server, path, headers, timeout=20):
+    """A stream opened as ``EventSource`` opens it: again, while the one opened ends before any event (it reached
+    the old process as it stopped: its streams end at once, cleanly)."""
+    opened = []
+
+    def an_event():
+        stream = Stream(server.port, path, headers=headers)
+        opened.append(stream)
+        eventually(lambda: b"data: " in stream.data or stream.ended.is_set(), timeout=10)
+        if b"data: " in stream.data:
+            return stream
+        stream.close()
+        return None
+
+    try:
+        return eventually(an_event, timeout=timeout, interval=0.05, context=lambda: server.output[-2000:])
+    finally:
+        for stream in opened[:-1]:
+            stream.close()
+
+
 def test_django_browser_reloads_stream_ends_at_a_reload_and_at_ctrl_c(project, reloading):
     server = reloading("--shutdown-timeout", "30")
     accept = b"Accept: text/event-stream\r\n"
     [events] = open_streams(server, 1, "/__reload__/events/", accept)
-    edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
-    assert events.ended.wait(10) and events.ended_cleanly, server.output
-    # The page's script reconnects, and the new process's version tells it to reload the page.
-    [again] = open_streams(server, 1, "/__reload__/events/", accept)
-    version = re.compile(rb'"versionId": "(\w+)"')
-    assert version.search(again.data)[1] != version.search(events.data)[1]
-    server.signal_group(signal.SIGINT)
-    assert server.process.wait(10) == 0, server.output
-    assert again.ended.wait(5) and again.ended_cleanly
-    events.close()
-    again.close()
+    again = None
+    try:
+        edit(project / "cherrytest/app/views.py", '{"slept":', '{"edited": True, "slept":')
+        assert events.ended.wait(10) and events.ended_cleanly, server.output
+        # The page's script reconnects, and the new process's version tells it to reload the page.
+        again = reconnected_stream(server, "/__reload__/events/", accept)
+        version = re.compile(rb'"versionId": "(\w+)"')
+        assert version.search(again.data)[1] != version.search(events.data)[1]
+        server.signal_group(signal.SIGINT)
+        assert server.process.wait(10) == 0, server.output
+        assert again.ended.wait(5) and again.ended_cleanly
+    finally:
+        events.close()
+        if again is not None:
+            again.close()
 
 
 def test_a_tls_client_leaving_a_stream_leaves_no_traceback(reloading):
