@@ -181,3 +181,71 @@ def test_apache_mod_proxy_scgi_to_runscgi(sample, tmp_path, runscgi):
     finally:
         apache.stop()
     assert "Traceback" not in running.output
+
+
+@pytest.mark.parametrize("over", ["unix socket", "TCP"])
+def test_apache_mod_proxy_http_to_runcherrypy(sample, tmp_path, start_server, over):
+    """deploy/apache/proxy.conf as written: the sample through Apache (page, tiles, a 304, HEAD, static files from
+    STATIC_ROOT by Apache, the admin's login and redirect), on a unix socket or on TCP."""
+    folder, env = sample
+    replacements = [("/srv/site/static/", f"{folder}/static/")]
+    if over == "TCP":
+        running = start_server("127.0.0.1:0", "--noreload", **env)
+        replacements += [
+            ("ProxyPass / unix:/run/runcherrypy/site.sock|http://localhost/", f"ProxyPass / {running.url}"),
+            ("ProxyPassReverse / http://localhost/", f"ProxyPassReverse / {running.url}"),
+        ]
+    else:
+        sock = tmp_path / "site.sock"
+        running = start_server("--noreload", "--unix-socket", str(sock), **env)
+        replacements.append(("/run/runcherrypy/site.sock", str(sock)))
+    port = free_port()
+    apache = start_apache(tmp_path, recipe("apache/proxy.conf", replacements), port, ["proxy", "proxy_http", "headers"])
+    try:
+        check_site(apache.url)
+    finally:
+        apache.stop()
+    assert '"GET /static/admin/css/base.css' not in running.output  # Apache served it from STATIC_ROOT
+    assert "Traceback" not in running.output
+
+
+def test_apache_passes_the_client_and_https_on(start_server, tmp_path):
+    """Behind Apache with TLS: the application sees the client's address (a forged X-Forwarded-For is not believed)
+    and request.is_secure(); the access log names the client."""
+    sock = tmp_path / "site.sock"
+    running = start_server("--noreload", "--unix-socket", str(sock), "--forwarded-allow-ips", "10.255.255.1")
+    authority = trustme.CA()
+    issued = authority.issue_cert("localhost", "127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    proxy = recipe(
+        "apache/proxy.conf", [("/srv/site/static/", f"{tmp_path}/static/"), ("/run/runcherrypy/site.sock", str(sock))]
+    )
+    http_port, https_port = free_port(), free_port()
+    site = f"""Listen 127.0.0.1:{https_port}
+<VirtualHost 127.0.0.1:{https_port}>
+SSLEngine on
+SSLCertificateFile {cert}
+SSLCertificateKeyFile {key}
+{proxy}
+</VirtualHost>
+<VirtualHost 127.0.0.1:{http_port}>
+{proxy}
+</VirtualHost>
+"""
+    apache = start_apache(tmp_path, site, http_port, ["proxy", "proxy_http", "headers", "socache_shmcb", "ssl"])
+    try:
+        context = ssl.create_default_context()
+        authority.configure_trust(context)
+        status, _, body = fetch(
+            f"https://127.0.0.1:{https_port}", "/test/client/", tls=context, headers={"X-Forwarded-For": "6.6.6.6"}
+        )
+        assert status == 200, apache.errors()
+        seen = json.loads(body)
+        assert (seen["remote_addr"], seen["is_secure"]) == ("127.0.0.1", True)
+        status, _, body = fetch(f"http://127.0.0.1:{http_port}", "/test/client/")
+        assert json.loads(body)["is_secure"] is False
+    finally:
+        apache.stop()
+    assert running.wait_for('127.0.0.1 "GET /test/client/ HTTP/1.1" 200')
