@@ -134,6 +134,15 @@ OPTIONS = (
         metavar="PATH",
     ),
     Option(
+        "plain_http",
+        "Also listen on ADDRPORT (`80`, `0.0.0.0:80`, `[::]:80`) in plain HTTP, beside the TLS address: a small site "
+        "alone on 443 and 80 at once, for SECURE_SSL_REDIRECT and HSTS. Needs --certificate or --self-signed.",
+        flags=("--plain-http",),
+        setting="RUNCHERRYPY_PLAIN_HTTP",
+        convert=text,
+        metavar="ADDRPORT",
+    ),
+    Option(
         "socket_mode",
         "Permissions of the unix socket, in octal, set before it accepts connections.",
         flags=("--socket-mode",),
@@ -550,6 +559,8 @@ def check_combinations(values, given, *, platform=sys.platform):
         raise OptionError("Give either --self-signed or --certificate and --private-key, not both.")
     if bool(certificate) != bool(private_key):
         raise OptionError("--certificate and --private-key go together.")
+    if values.get("plain_http") and not (certificate or given.get("self_signed")):
+        raise OptionError("--plain-http is beside HTTPS: give --certificate and --private-key, or --self-signed.")
     if values.get("workers", 1) > 1 and platform == "win32":
         raise OptionError("--workers passes the listening sockets to its workers, which Windows cannot do.")
     if values.get("workers", 1) > 1 and values.get("use_reloader"):

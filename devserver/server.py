@@ -470,6 +470,7 @@ def create_server(
     forwarded_allow_ips=OPTIONS_BY_NAME["forwarded_allow_ips"].default,
     access_log=Server.access_log,
     server_class=Server,
+    plain=None,
     **options,
 ):
     """The one way a server is built, for the command, the live servers for tests and the tests.
@@ -481,7 +482,9 @@ def create_server(
     ``forwarded_allow_ips``: the peers whose forwarding headers are applied (a ``devserver.proxy.TrustedPeers``;
     ``None``: the application sees the headers as sent);
     ``access_log``: where each response is logged (``devserver.access_log``), or ``None``; ``server_class``:
-    ``Server``, or ``SCGIServer`` for SCGI. Nothing is bound until ``prepare()``.
+    ``Server``, or ``SCGIServer`` for SCGI; ``plain``: a function that says of an address (or listening socket)
+    whether it is served in plain HTTP even with an ``ssl_adapter`` (``--plain-http``). Nothing is bound until
+    ``prepare()``.
     """
     if ssl_adapter is not None and not isinstance(ssl_adapter, TLSAdapter):
         # The TLS handshake and reads are made in the selector's thread, without blocking, through the ssl module's
@@ -495,7 +498,7 @@ def create_server(
             server = server_class(address.getsockname(), application, listening_socket=address, **options)
         else:
             server = server_class(address, application, **options)
-        server.ssl_adapter = ssl_adapter
+        server.ssl_adapter = None if plain is not None and plain(address) else ssl_adapter
         server.access_log = access_log
         servers.append(server)
     return ServerGroup(servers) if isinstance(bind_addr, list) else servers[0]

@@ -20,6 +20,7 @@ import trustme
 
 from devserver.http.tls import TLSAdapter
 
+from .front import free_port
 from .http import fetch
 from .process import manage
 from .tools import require
@@ -339,3 +340,38 @@ def test_a_leaf_is_never_reused_from_an_authority_that_is_gone(tmp_path):
     leaf = x509.load_pem_x509_certificate(Path(second.certificate).read_bytes())
     assert leaf.issuer == authority.subject
     assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc).days <= 825
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_https_and_plain_http_at_once(start_server, pem_files, workers):
+    """A small site alone: HTTPS on one port and plain HTTP on another, in one command (as 443 and 80), so that
+    SECURE_SSL_REDIRECT and HSTS have a plain port to work from; with --workers too."""
+    certificate, key, ca = pem_files
+    tls_port, plain_port = free_port(), free_port()
+    running = start_server(
+        f"127.0.0.1:{tls_port}",
+        "--noreload",
+        "--workers",
+        workers,
+        "--certificate",
+        certificate,
+        "--private-key",
+        key,
+        "--plain-http",
+        f"127.0.0.1:{plain_port}",
+    )
+    assert running.wait_for(f"https://127.0.0.1:{tls_port}/ and http://127.0.0.1:{plain_port}/")
+    context = ssl.create_default_context(cafile=ca)
+    status, _, body = fetch(f"https://localhost:{tls_port}", "/test/client/", tls=context)
+    assert status == 200 and json.loads(body)["is_secure"] is True
+    status, _, body = fetch(f"http://127.0.0.1:{plain_port}", "/test/client/")
+    assert status == 200 and json.loads(body)["is_secure"] is False
+    assert running.stop() == 0
+
+
+def test_plain_http_needs_tls(tmp_path):
+    result = manage(tmp_path, "runcherrypy", "127.0.0.1:0", "--noreload", "--plain-http", "8080")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "CommandError: --plain-http is beside HTTPS: give --certificate and --private-key, or --self-signed."
+    )

@@ -65,6 +65,7 @@ RESOLVED_OPTIONS = (
     "access_log",
     "access_log_format",
     "unix_socket",
+    "plain_http",
     "certificate",
     "private_key",
     "workers",
@@ -213,6 +214,7 @@ class Command(RunserverCommand, Reporter):
             self.tls = self.make_self_signed()
         if self.tls or self.values["certificate"]:
             self.protocol = "https"
+        self.plain_address = self.parse_plain_http()
         try:
             if self.values["workers"] > 1 and not self.worker:
                 self.run_master()
@@ -312,13 +314,43 @@ class Command(RunserverCommand, Reporter):
 
     def addresses(self):
         """The addresses to bind: addrport (unless a unix socket or systemd's sockets replace it), then the unix
-        socket."""
+        socket, then ``--plain-http``'s."""
         addresses = []
         if self.serve_tcp:
             addresses.append((self.addr, int(self.port)))
         if self.values["unix_socket"]:
             addresses.append(self.values["unix_socket"])
+        if self.plain_address is not None:
+            addresses.append(self.plain_address)
         return addresses
+
+    plain_address = None
+    """``--plain-http``'s ``(host, port)``, or ``None``."""
+
+    def parse_plain_http(self):
+        """``--plain-http ADDRPORT`` as ``(host, port)``: ``PORT`` (on addrport's host), ``HOST:PORT`` or
+        ``[IPv6]:PORT``; ``CommandError`` for anything else, or for addrport's own port."""
+        text = self.values["plain_http"]
+        if text is None:
+            return None
+        host, _, port = text.rpartition(":")
+        host = host.strip("[]") or self.addr
+        if not port.isdigit() or not 0 < int(port) <= 65535:
+            raise CommandError(
+                f"--plain-http: expected PORT or ADDRESS:PORT with a port from 1 to 65535, got {text!r}."
+            )
+        if int(port) == int(self.port) and host == self.addr:
+            raise CommandError("--plain-http needs a port of its own: addrport's serves HTTPS.")
+        return host, int(port)
+
+    def is_plain(self, address):
+        """Whether ``address`` (an address to bind, or a listening socket passed to this process) is
+        ``--plain-http``'s: served without TLS."""
+        if self.plain_address is None:
+            return False
+        if isinstance(address, socket.socket):
+            return address.family != socket.AF_UNIX and address.getsockname()[1] == self.plain_address[1]
+        return isinstance(address, tuple) and tuple(address) == self.plain_address
 
     def prepare_project(self):
         """What runserver's ``inner_run`` does before serving: the system checks, the migrations warning."""
@@ -355,6 +387,7 @@ class Command(RunserverCommand, Reporter):
             addresses if len(addresses) > 1 else addresses[0],
             application,
             ssl_adapter=self.make_ssl_adapter(),
+            plain=self.is_plain,
             forwarded_allow_ips=self.forwarded_allow_ips(),
             access_log=self.make_access_log(),
             server_class=self.server_class,
@@ -483,11 +516,11 @@ class Command(RunserverCommand, Reporter):
             address = sock.getsockname()
             if sock.family == socket.AF_UNIX:
                 urls.append(f"unix:{os.fsdecode(address)}")
-            elif any(sock is each for each in bound_here):
+            elif any(sock is each for each in bound_here) and not self.is_plain(sock):
                 urls.append(f"{self.protocol}://{self.display_addr()}:{address[1]}/")
-            else:  # passed by systemd
+            else:  # passed by systemd, or --plain-http's
                 host = f"[{address[0]}]" if ":" in address[0] else address[0]
-                urls.append(f"{self.protocol}://{host}:{address[1]}/")
+                urls.append(f"{'http' if self.is_plain(sock) else self.protocol}://{host}:{address[1]}/")
         return urls
 
     def on_bind(self, server_port, server=None):
