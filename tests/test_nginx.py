@@ -5,9 +5,11 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import ssl
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from .front import free_port, recipe, start_nginx
 from .http import fetch
 from .process import ROOT, SAMPLE
 from .tools import require
+from .waiting import eventually
 
 pytestmark = pytest.mark.slow  # nginx in front of a subprocess
 
@@ -135,5 +138,59 @@ def test_the_recipe_as_root_serves_through_nginx_as_www_data(start_server, tmp_p
         finally:
             nginx.stop()
         assert running.stop() == 0
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_two_instances_behind_nginx_one_stops_or_dies_under_load(start_server, tmp_path, how):
+    """deploy/nginx/instances.conf as written: two instances, GETs arriving throughout while one gets SIGTERM (it
+    finishes what it has; nginx sends the rest to the other) or SIGKILL (nginx sends on what failed): no request
+    fails, as only idempotent ones are sent."""
+    require("nginx", "nginx-light")
+    run = Path(tempfile.mkdtemp(prefix="runcherrypy-instances-"))
+    try:
+        run.chmod(0o755)
+        sockets = [run / "a.sock", run / "b.sock"]
+        instances = [
+            start_server("--noreload", "--unix-socket", str(sock), "--shutdown-timeout", "2") for sock in sockets
+        ]
+        port = free_port()
+        site = recipe(
+            "nginx/instances.conf",
+            [
+                ("/run/runcherrypy/a.sock", str(sockets[0])),
+                ("/run/runcherrypy/b.sock", str(sockets[1])),
+                ("listen 80;", f"listen 127.0.0.1:{port};"),
+            ],
+        )
+        nginx = start_nginx(tmp_path, site, port)
+        failures, answered = [], []
+        stop = threading.Event()
+
+        def client():
+            while not stop.is_set():
+                try:
+                    status, _, _ = fetch(f"http://127.0.0.1:{port}", "/test/headers/", timeout=10)
+                    (answered if status == 200 else failures).append(status)
+                except OSError as error:
+                    failures.append(repr(error))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        try:
+            for thread in threads:
+                thread.start()
+            eventually(lambda: len(answered) >= 200, timeout=30)
+            instances[0].signal(how)
+            instances[0].process.wait(15)
+            count = len(answered)
+            eventually(lambda: len(answered) >= count + 1000, timeout=60)  # the other one serves on, for seconds
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(15)
+            nginx.stop()
+        assert failures == [], (failures[:5], (tmp_path / "error.log").read_text()[-2000:])
+        assert instances[1].stop() == 0
     finally:
         shutil.rmtree(run, ignore_errors=True)
