@@ -23,6 +23,7 @@ HTTP_ONLY = (
     "certificate",
     "private_key",
     "self_signed",
+    "plain_http",
     "forwarded_allow_ips",
     "access_log",
     "access_log_format",
