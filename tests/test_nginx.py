@@ -24,6 +24,31 @@ from .waiting import eventually
 pytestmark = pytest.mark.slow  # nginx in front of a subprocess
 
 
+def https_site(folder, sock, host="localhost"):
+    """deploy/nginx/runcherrypy.conf for ``sock``, on free loopback ports, with a certificate for ``host`` from a
+    new authority: ``(site, http_port, https_port, context)``, ``context`` a client's that trusts the authority."""
+    authority = trustme.CA()
+    issued = authority.issue_cert(host)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    http_port, https_port = free_port(), free_port()
+    site = recipe(
+        "nginx/runcherrypy.conf",
+        [
+            ("/run/runcherrypy/site.sock", str(sock)),
+            ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+            ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
+            ("/etc/letsencrypt/live/example.com/fullchain.pem", str(cert)),
+            ("/etc/letsencrypt/live/example.com/privkey.pem", str(key)),
+            *((("example.com", host),) if host != "example.com" else ()),
+        ],
+    )
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    return site, http_port, https_port, context
+
+
 @pytest.fixture(params=["tests", "sample"])
 def behind_nginx(request, start_server, tmp_path):
     require("nginx", "nginx-light")
@@ -39,27 +64,9 @@ def behind_nginx(request, start_server, tmp_path):
         "10.255.255.1",
         **(SAMPLE if request.param == "sample" else {}),
     )
-    authority = trustme.CA()
-    issued = authority.issue_cert("localhost")
-    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    issued.cert_chain_pems[0].write_to_path(cert)
-    issued.private_key_pem.write_to_path(key)
-    authority.cert_pem.write_to_path(ca)
-    http_port, https_port = free_port(), free_port()
-    site = recipe(
-        "nginx/runcherrypy.conf",
-        [
-            ("/run/runcherrypy/site.sock", str(sock)),
-            ("listen 80;", f"listen 127.0.0.1:{http_port};"),
-            ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
-            ("/etc/letsencrypt/live/example.com/fullchain.pem", str(cert)),
-            ("/etc/letsencrypt/live/example.com/privkey.pem", str(key)),
-            ("example.com", "localhost"),
-        ],
-    )
+    site, http_port, https_port, context = https_site(tmp_path, sock)
     nginx = start_nginx(tmp_path, site, https_port)
     try:
-        context = ssl.create_default_context(cafile=str(ca))
         yield request.param, running, f"https://localhost:{https_port}", context, http_port
     finally:
         nginx.stop()
@@ -111,26 +118,9 @@ def test_the_recipe_as_root_serves_through_nginx_as_www_data(start_server, tmp_p
         info = os.stat(sock)
         user = pwd.getpwnam(switch[1])
         assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (user.pw_uid, www_data.pw_gid, 0o660)
-        http_port, https_port = free_port(), free_port()
-        site = recipe(
-            "nginx/runcherrypy.conf",
-            [
-                ("/run/runcherrypy/site.sock", str(sock)),
-                ("listen 80;", f"listen 127.0.0.1:{http_port};"),
-                ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
-            ],
-        )
-        authority = trustme.CA()
-        issued = authority.issue_cert("example.com")
-        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-        issued.cert_chain_pems[0].write_to_path(cert)
-        issued.private_key_pem.write_to_path(key)
-        site = site.replace("/etc/letsencrypt/live/example.com/fullchain.pem", str(cert))
-        site = site.replace("/etc/letsencrypt/live/example.com/privkey.pem", str(key))
+        site, _, https_port, context = https_site(tmp_path, sock, host="example.com")
         nginx = start_nginx(tmp_path, site, https_port, user="www-data")
         try:
-            context = ssl.create_default_context()
-            authority.configure_trust(context)
             context.check_hostname = False  # the certificate names example.com; the client asks 127.0.0.1
             status, _, body = fetch(f"https://127.0.0.1:{https_port}", "/test/client/", tls=context)
             assert status == 200, (tmp_path / "error.log").read_text()
